@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install run test corpus bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test,int8,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Train the default model on data/ (skipped when runs/default already holds a model of the same
+# config and data), then tag the example articles.
+run: install
+	$(PY) -m newstagger.data --check data/train.jsonl data/validation.jsonl data/test.jsonl
+	$(PY) train.py --config configs/default.yaml --skip-if-trained
+	$(PY) predict.py --model runs/default data/examples/ --pretty
+
+test: install
+	$(PY) -m pytest -q tests
+
+# Rebuild data/{train,validation,test}.jsonl from data/source/ (deterministic).
+corpus: install
+	$(PY) data/build_corpus.py
+
+bench: install
+	$(PY) bench/baselines.py
+	$(PY) bench/bench_predict.py
+
+clean:
+	rm -rf runs .pytest_cache

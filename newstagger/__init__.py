@@ -1,0 +1,20 @@
+"""newstagger: topic tagging and boilerplate flagging for news articles.
+
+    from newstagger import Predictor
+    Predictor.from_pretrained("runs/default").predict(text)
+"""
+
+__version__ = "0.1.0"
+__all__ = ["Article", "ArticleError", "DataError", "Predictor", "TaggingResult", "load_articles"]
+
+_HOMES = {"Article": "data", "DataError": "data", "load_articles": "data",
+          "ArticleError": "predictor", "Predictor": "predictor", "TaggingResult": "predictor"}
+
+
+def __getattr__(name):
+    # Lazy, so `python -m newstagger.data` and light imports don't pull in torch.
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(name)

@@ -1,0 +1,47 @@
+"""Shared fixtures. Most tests use a tiny randomly initialised BERT (configs/tiny.yaml); tests marked
+`integration` use the real packaged base model."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+REAL_DEV = SHARED / "eval" / "real_dev.jsonl"
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def real_dev() -> Path:
+    if not REAL_DEV.exists():
+        pytest.skip(f"{REAL_DEV} is absent (../shared not beside the checkout)")
+    return REAL_DEV
+
+
+def tiny_config(tmp: Path, **overrides):
+    from newstagger.config import load_config
+
+    values = [f"output_dir={tmp / 'model'}"] + [f"{k}={v}" for k, v in overrides.items()]
+    return load_config(ROOT / "configs" / "tiny.yaml", values)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny model trained briefly on data/ (a few seconds), saved as a complete folder."""
+    from newstagger.training import train
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # configs name data/ relative to the repository root
+    try:
+        return train(tiny_config(tmp, max_steps=12))
+    finally:
+        os.chdir(cwd)

@@ -1,0 +1,175 @@
+"""The loader's validation and error messages, and the shipped corpus's counts and split hygiene."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from newstagger.data import (DEFAULT_LABELS, Article, BoilerplateAugmenter, DataError, attach_boilerplate,
+                             bank_units, corpus_counts, load_articles, load_bank)
+
+GOOD = {"id": "a1", "title": "T", "paragraphs": ["One.", "Two."], "boilerplate": [0, 1], "topics": ["diplomacy"]}
+
+
+def write_lines(path, records):
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"id": ""}, "id", "non-empty string"),
+    ({"id": 7}, "id", "non-empty string"),
+    ({"title": 3}, "title", "expected a string"),
+    ({"paragraphs": None}, "paragraphs", "missing"),
+    ({"paragraphs": "One. Two."}, "paragraphs", "expected a list"),
+    ({"paragraphs": [], "boilerplate": []}, "paragraphs", "empty list"),
+    ({"paragraphs": ["One.", "  "]}, "paragraphs", "item 1 is empty"),
+    ({"paragraphs": ["One.", 5]}, "paragraphs", "item 1 is int"),
+    ({"boilerplate": [0]}, "boilerplate", "1 flags for 2 paragraphs"),
+    ({"boilerplate": [0, 2]}, "boilerplate", "expected 0 or 1"),
+    ({"boilerplate": None}, "boilerplate", "missing"),
+    ({"topics": ["weather"]}, "topics", "unknown label 'weather'"),
+    ({"topics": "diplomacy"}, "topics", "list of label names"),
+    ({"topics": ["diplomacy", "diplomacy"]}, "topics", "listed twice"),
+])
+def test_each_malformed_record_has_its_own_error(tmp_path, change, field, words):
+    path = write_lines(tmp_path / "bad.jsonl", [GOOD, {**GOOD, "id": "a2", **change}])
+    with pytest.raises(DataError) as err:
+        load_articles(path)
+    message = err.value.problems[0]
+    assert message.startswith(f"{path}:2: {field}: "), message
+    assert words in message
+
+
+def test_bad_json_non_utf8_and_duplicate_ids_name_the_line(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([json.dumps(GOOD).encode(), b'{"id": "x", ', json.dumps({**GOOD}).encode(),
+                                 b'{"id": "caf\xe9", "paragraphs": ["x"]}']) + b"\n")
+    result = load_articles(path, strict=False)
+    assert [a.id for a in result.articles] == ["a1"]
+    assert result.problems[0].startswith(f"{path}:2: record: invalid JSON")
+    assert result.problems[1] == f"{path}:3: id: duplicate id 'a1' (first on line 1)"
+    assert result.problems[2].startswith(f"{path}:4: record: not valid UTF-8")
+    assert "3 problems" in result.summary()
+    with pytest.raises(DataError, match=":2: record: invalid JSON"):
+        load_articles(path, strict=True)
+
+
+def test_labels_come_from_the_config(tmp_path):
+    path = write_lines(tmp_path / "custom.jsonl", [{**GOOD, "topics": ["elections"]}])
+    assert load_articles(path, labels=["elections", "health"]).articles[0].topics == ["elections"]
+    with pytest.raises(DataError, match="unknown label 'elections'"):
+        load_articles(path)
+
+
+def test_csv_and_parquet_read_through_datasets(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame([{"id": "c1", "title": "", "paragraphs": json.dumps(["A.", "B."]),
+                           "boilerplate": json.dumps([0, 0]), "topics": json.dumps(["sanctions"])},
+                          {"id": "c2", "title": "x", "paragraphs": json.dumps(["A."]),
+                           "boilerplate": json.dumps([0, 1]), "topics": json.dumps([])}])
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    result = load_articles(tmp_path / "a.csv", strict=False)
+    assert [a.id for a in result.articles] == ["c1"]
+    assert result.articles[0].paragraphs == ["A.", "B."]
+    assert result.problems == [f"{tmp_path / 'a.csv'}:3: boilerplate: 2 flags for 1 paragraphs"]
+    parquet = frame.assign(paragraphs=[["A.", "B."], ["A."]], boilerplate=[[0, 0], [0]],
+                           topics=[["sanctions"], []])
+    parquet.to_parquet(tmp_path / "a.parquet")
+    assert [a.topics for a in load_articles(tmp_path / "a.parquet").articles] == [["sanctions"], []]
+
+
+def test_unlabelled_records_load_when_labels_are_not_required(tmp_path):
+    path = write_lines(tmp_path / "u.jsonl", [{"id": "u1", "paragraphs": ["Only text."]}])
+    article = load_articles(path, require_labels=False).articles[0]
+    assert article.boilerplate is None and article.topics is None
+
+
+# --- the shipped corpus ----------------------------------------------------------------------
+
+SPLITS = ("train", "validation", "test")
+
+
+@pytest.fixture(scope="module")
+def corpus(root):
+    return {s: load_articles(root / "data" / f"{s}.jsonl").articles for s in SPLITS}
+
+
+def test_corpus_meets_the_required_counts(corpus):
+    everything = [a for s in SPLITS for a in corpus[s]]
+    c = corpus_counts(everything)
+    assert c["articles"] >= 400
+    assert c["diplomacy"] >= 110 and c["sanctions"] >= 90 and c["press_freedom"] >= 80
+    assert c["multi_topic"] >= 40 and c["no_topic"] >= 130
+    assert c["with_boilerplate"] >= 0.6 * c["articles"]
+    assert all(3 <= len(a.paragraphs) <= 15 for a in everything)
+    # about 70/15/15
+    shares = [len(corpus[s]) / len(everything) for s in SPLITS]
+    assert abs(shares[0] - 0.70) < 0.04 and abs(shares[1] - 0.15) < 0.04 and abs(shares[2] - 0.15) < 0.04
+    # boilerplate at the start, in the middle and at the end
+    def where(a):
+        flags = a.boilerplate
+        return {"start" if flags[0] else None, "end" if flags[-1] else None,
+                "middle" if any(flags[i] and not flags[i - 1] and not all(flags[i:])
+                                for i in range(1, len(flags))) else None} - {None}
+    places = Counter(p for a in everything for p in where(a))
+    assert min(places["start"], places["middle"], places["end"]) >= 40, places
+
+
+def test_bank_has_enough_outlets_kinds_and_distinct_paragraphs(root):
+    bank = load_bank(root / "data" / "source" / "boilerplate_bank.jsonl")
+    texts = [e.text for e in bank]
+    assert len(set(texts)) == len(texts) >= 200
+    assert len({e.outlet for e in bank}) >= 25
+    assert len({e.kind for e in bank}) >= 12
+    appeals = [e.text.lower() for e in bank if e.kind == "donation_appeal"]
+    assert sum(any(w in t for w in ("foreign agent", "undesirable", "censor", "press freedom")) for t in appeals) >= 5
+
+
+def test_splits_share_no_id_paragraph_or_outlet(corpus):
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i + 1:]:
+            assert not {x.id for x in corpus[a]} & {x.id for x in corpus[b]}
+            shared = {p for x in corpus[a] for p in x.paragraphs} & {p for x in corpus[b] for p in x.paragraphs}
+            assert not shared, sorted(shared)[:3]
+            assert not {x.extra["outlet"] for x in corpus[a]} & {x.extra["outlet"] for x in corpus[b]}
+
+
+def test_corpus_has_no_paragraph_of_the_real_dev_set(corpus, root, real_dev):
+    real = {p.strip() for a in load_articles(real_dev).articles for p in a.paragraphs if len(p.strip()) > 30}
+    ours = {p.strip() for s in SPLITS for a in corpus[s] for p in a.paragraphs}
+    sources = [l for f in (root / "data" / "source").rglob("*.jsonl") for l in f.read_text().splitlines()]
+    assert not real & ours
+    assert not real & {p for line in sources for p in json.loads(line).get("paragraphs", [])}
+
+
+def test_corpus_build_is_deterministic(root, tmp_path):
+    import subprocess
+    import sys
+
+    before = {s: (root / "data" / f"{s}.jsonl").read_bytes() for s in SPLITS}
+    subprocess.run([sys.executable, str(root / "data" / "build_corpus.py")], check=True, capture_output=True)
+    assert {s: (root / "data" / f"{s}.jsonl").read_bytes() for s in SPLITS} == before
+
+
+def test_attach_keeps_blocks_whole_and_flags_what_it_adds(root):
+    import random
+
+    bank = load_bank(root / "data" / "source" / "boilerplate_bank.jsonl")
+    units = bank_units(bank)
+    outlet = max(units, key=lambda o: max(len(u) for u in units[o]))
+    article = Article("x", [f"Reporting paragraph {i}." for i in range(4)], "", [0] * 4, ["diplomacy"])
+    texts = {e.text for e in bank}
+    for seed in range(20):
+        out = attach_boilerplate(article, units[outlet], random.Random(seed))
+        assert [p for p in out.paragraphs if p not in texts] == article.paragraphs
+        assert out.boilerplate == [1 if p in texts else 0 for p in out.paragraphs]
+        assert len(out.paragraphs) <= 15 and out.topics == ["diplomacy"]
+        for unit in units[outlet]:
+            if len(unit) > 1 and unit[0].text in out.paragraphs:
+                start = out.paragraphs.index(unit[0].text)
+                assert out.paragraphs[start:start + len(unit)] == [e.text for e in unit]
+    augment = BoilerplateAugmenter(bank, probability=1.0, seed=1)
+    dressed = augment(out)
+    assert [p for p in dressed.paragraphs if p not in texts] == article.paragraphs
