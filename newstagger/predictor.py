@@ -130,7 +130,7 @@ class Predictor:
         if backend == "int8":
             from .quantize import quantize_encoder
 
-            quantize_encoder(model)
+            quantize_encoder(model, path, num_threads)
         return cls(model, tokenizer, backend=backend, batch_size=batch_size, **kwargs)
 
     # -- core: probabilities ------------------------------------------------------------------

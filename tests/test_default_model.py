@@ -1,0 +1,54 @@
+"""Checks of the trained default model (runs/default, made by `make run`; .ci/run runs it first).
+
+Skipped with a message when runs/default or ../shared is absent.
+"""
+
+import json
+
+import pytest
+
+from conftest import ROOT, SHARED
+from newstagger.predictor import Predictor, split_paragraphs
+
+MODEL = ROOT / "runs" / "default"
+MOSCOW = SHARED / "examples" / "moscow_times_lukashenko.txt"
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    if not (MODEL / "model.safetensors").exists():
+        pytest.skip(f"{MODEL} has no trained model: run `make run` first")
+    return Predictor.from_pretrained(MODEL)
+
+
+def test_moscow_times_story_is_diplomacy_and_its_appeal_is_boilerplate(default_model):
+    if not MOSCOW.exists():
+        pytest.skip(f"{MOSCOW} is absent (../shared not beside the checkout)")
+    paragraphs = split_paragraphs(MOSCOW.read_text(encoding="utf-8"))
+    assert len(paragraphs) == 16
+    result = default_model.predict(paragraphs)
+    assert "diplomacy" in result.topics and "press_freedom" not in result.topics, result.topic_scores
+    appeal_starts = paragraphs.index("A Message from The Moscow Times:")
+    assert result.boilerplate == [False] * appeal_starts + [True] * (16 - appeal_starts), result.paragraph_scores
+
+
+def test_example_articles_get_their_true_labels(default_model):
+    expected = json.loads((ROOT / "data" / "examples" / "expected.json").read_text())
+    for name, truth in expected.items():
+        paragraphs = split_paragraphs((ROOT / "data" / "examples" / name).read_text(encoding="utf-8"))
+        result = default_model.predict(paragraphs)
+        assert sorted(result.topics) == sorted(truth["topics"]), (name, result.topic_scores)
+        flagged = [i + 1 for i, flag in enumerate(result.boilerplate) if flag]
+        assert flagged == truth["boilerplate_lines"], (name, result.paragraph_scores)
+
+
+def test_int8_stays_within_0_01_f1_of_fp32_on_real_news(default_model, real_dev):
+    """The int8 backend must stay within 0.01 F1 of fp32 on real_dev, on both tasks."""
+    from newstagger.data import load_articles
+    from newstagger.training import evaluate_articles
+
+    articles = load_articles(real_dev).articles
+    fp32 = evaluate_articles(default_model, articles)
+    int8 = evaluate_articles(Predictor.from_pretrained(MODEL, backend="int8"), articles)
+    assert abs(fp32["topics"]["macro_f1"] - int8["topics"]["macro_f1"]) <= 0.01, (fp32["topics"], int8["topics"])
+    assert abs(fp32["boilerplate"]["f1"] - int8["boilerplate"]["f1"]) <= 0.01, (fp32["boilerplate"], int8["boilerplate"])
