@@ -72,6 +72,9 @@ def main(argv=None) -> int:
     outlets = split_outlets(list(units), rng)
     splits = split_articles(articles, rng)
 
+    print("| split | articles | diplomacy | sanctions | press_freedom | 2+ topics | no topic | with boilerplate "
+          "| paragraphs | boilerplate paragraphs | outlets |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, split in splits.items():
         assembled = []
         for article in sorted(split, key=lambda a: a.id):
@@ -82,8 +85,10 @@ def main(argv=None) -> int:
             assembled.append(article)
         rng.shuffle(assembled)
         write_jsonl(assembled, DATA / f"{name}.jsonl")
-        counts = corpus_counts(assembled)
-        print(f"{name}: {counts} outlets={len(outlets[name])}")
+        c = corpus_counts(assembled)
+        print(f"| {name} | {c['articles']} | {c['diplomacy']} | {c['sanctions']} | {c['press_freedom']} "
+              f"| {c['multi_topic']} | {c['no_topic']} | {c['with_boilerplate']} | {c['paragraphs']} "
+              f"| {c['boilerplate_paragraphs']} | {len(outlets[name])} |")
     return 0
 
 

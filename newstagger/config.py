@@ -58,6 +58,9 @@ class TrainingConfig:
     # augmentation with outlet boilerplate from the bank (train outlets only)
     augment: bool = True
     augment_probability: float = 0.5
+    # share of training articles that also get another training article's reporting (long, multi-thread
+    # articles like real pages; topics are the union)
+    mix_probability: float = 0.3
     boilerplate_bank: str | None = "data/source/boilerplate_bank.jsonl"
 
     # optimisation

@@ -296,6 +296,26 @@ def attach_boilerplate(article: Article, units: Sequence[list[BankEntry]], rng: 
     )
 
 
+def mix_articles(article: Article, other: Article, rng: random.Random) -> Article:
+    """``article`` with the reporting paragraphs of ``other`` placed before or after its own.
+
+    Real pages are long and often carry several threads (a sanctions story with a diplomacy thread);
+    the hand-written articles are short and focused. Every topic of a written article is a substantial
+    thread of it, so it stays one in the mix: the mix's topics are the union.
+    """
+    own = list(zip(article.paragraphs, article.boilerplate or [0] * len(article.paragraphs)))
+    added = [(p, 0) for p, flag in zip(other.paragraphs, other.boilerplate or [0] * len(other.paragraphs))
+             if not flag]
+    # keep the article's own leading and trailing furniture (bylines, appeals) at the edges
+    first = next((i for i, (_, f) in enumerate(own) if not f), 0)
+    last = max((i for i, (_, f) in enumerate(own) if not f), default=len(own) - 1) + 1
+    at = first if rng.random() < 0.5 else last
+    merged = own[:at] + added + own[at:]
+    topics = None if article.topics is None else sorted(set(article.topics) | set(other.topics or []))
+    return Article(article.id, [p for p, _ in merged], article.title, [f for _, f in merged], topics,
+                   dict(article.extra))
+
+
 class BoilerplateAugmenter:
     """Training-time augmentation: re-dress an article with a random outlet's boilerplate.
 

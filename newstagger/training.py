@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import shutil
 import uuid
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
 from .config import TrainingConfig, resolve_base_model
-from .data import Article, BoilerplateAugmenter, load_articles, load_bank
+from .data import Article, BoilerplateAugmenter, load_articles, load_bank, mix_articles
 from .metrics import best_threshold, evaluation_report, format_report
 from .model import NewsTaggerModel, pack_articles
 from .model_card import write_model_card
@@ -30,9 +31,15 @@ FINGERPRINT_FILE = "training_config.json"
 
 
 class ArticleDataset(torch.utils.data.Dataset):
-    def __init__(self, articles: list[Article], augment=None, seen_ids_file: str | None = None):
+    """Training or evaluation articles; for training, optionally mixed with another article's reporting
+    and re-dressed with bank boilerplate (see data.mix_articles and data.BoilerplateAugmenter)."""
+
+    def __init__(self, articles: list[Article], augment=None, mix_probability: float = 0.0, seed: int = 0,
+                 seen_ids_file: str | None = None):
         self.articles = articles
         self.augment = augment
+        self.mix_probability = mix_probability
+        self.rng = random.Random(seed)
         self.seen_ids_file = seen_ids_file  # when set, every id read is appended (to check DDP sharding)
 
     def __len__(self):
@@ -43,6 +50,8 @@ class ArticleDataset(torch.utils.data.Dataset):
         if self.seen_ids_file:
             with open(self.seen_ids_file, "a", encoding="utf-8") as f:
                 f.write(article.id + "\n")
+        if self.mix_probability and self.rng.random() < self.mix_probability:
+            article = mix_articles(article, self.rng.choice(self.articles), self.rng)
         return self.augment(article) if self.augment else article
 
 
@@ -230,7 +239,8 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
         model=model,
         args=args,
         train_dataset=ArticleDataset(train_articles, build_augmenter(config, train_articles, config.seed + rank),
-                                     seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None),
+                                     mix_probability=config.mix_probability if config.augment else 0.0,
+                                     seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None),
         eval_dataset=ArticleDataset(validation),
         data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens),
         compute_metrics=make_compute_metrics(labels),
@@ -244,7 +254,8 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     if not trainer.is_world_process_zero():
         _leave_process_group()
         return output_dir
-    model = trainer.model.eval()
+    # The Predictor packs its batches on the CPU: bring a model trained on a GPU back there (a no-op on CPU).
+    model = trainer.model.cpu().eval()
     predictor = Predictor(model, tokenizer, batch_size=config.encoder_micro_batch)
     tune_thresholds(model, predictor, validation)
     reports = {"validation": evaluate_articles(predictor, validation)}

@@ -173,3 +173,21 @@ def test_attach_keeps_blocks_whole_and_flags_what_it_adds(root):
     augment = BoilerplateAugmenter(bank, probability=1.0, seed=1)
     dressed = augment(out)
     assert [p for p in dressed.paragraphs if p not in texts] == article.paragraphs
+
+
+def test_mixing_adds_the_other_articles_reporting_and_unions_topics():
+    import random
+
+    from newstagger.data import mix_articles
+
+    a = Article("a", ["By A. Writer", "Talks began.", "They ended.", "Donate now."], "T", [1, 0, 0, 1], ["diplomacy"])
+    b = Article("b", ["Subscribe!", "Assets were frozen.", "Banks complied."], "", [1, 0, 0], ["sanctions"])
+    seen = set()
+    for seed in range(10):
+        m = mix_articles(a, b, random.Random(seed))
+        assert m.topics == ["diplomacy", "sanctions"] and m.id == "a" and m.title == "T"
+        assert m.paragraphs[0] == "By A. Writer" and m.paragraphs[-1] == "Donate now."  # furniture stays at the edges
+        assert "Subscribe!" not in m.paragraphs  # only the other article's reporting comes along
+        assert m.boilerplate == [1 if p in ("By A. Writer", "Donate now.") else 0 for p in m.paragraphs]
+        seen.add(m.paragraphs.index("Assets were frozen."))
+    assert seen == {1, 3}  # before or after the article's own reporting
