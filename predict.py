@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Tag news articles with topics and flag boilerplate paragraphs.",
         epilog="Exit status: 0 all records tagged, 1 some records failed (see their 'error'), 2 usage error.")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process (default); ray: Ray Data actors, output is a folder of shards "
+                             "(see python predict.py --engine ray --help)")
     parser.add_argument("--model", required=True, help="a trained model folder (e.g. runs/default)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help=".jsonl, .csv, .parquet, .txt (one article), a folder of .txt files, or - for JSONL on stdin")
@@ -52,7 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    engine = argparse.ArgumentParser(add_help=False)
+    engine.add_argument("--engine", choices=("local", "ray"), default="local")
+    known, rest = engine.parse_known_args(argv)
+    if known.engine == "ray":  # Ray Data over a cluster or a local Ray instance: see newstagger/ray_tagging.py
+        from newstagger.ray_tagging import main as ray_main
+
+        return ray_main(rest)
+    args = build_parser().parse_args(rest)
     try:
         counts = tag_files(
             args.model, args.inputs, args.output, resume=args.resume, overwrite=args.overwrite, pretty=args.pretty,

@@ -14,15 +14,17 @@ Every input record gives exactly one output record, in input order: ``TaggingRes
 Records without an id get ``<file name>:<line or row>`` (a .txt file: its file name).
 
 Output is appended record by record (flushed each record, fsync'ed each chunk), so a killed run loses at
-most the chunk in flight; ``resume=True`` repairs a torn last line, counts the N complete records and
+most the records in flight; ``resume=True`` repairs a torn last line, counts the N complete records and
 skips the first N input records (input order is deterministic).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from array import array
@@ -32,6 +34,7 @@ from typing import IO, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .predictor import ArticleError, Predictor, TaggingResult, as_article
 
@@ -48,6 +51,7 @@ DEFAULT_MAX_PARAGRAPH_CHARS = 50_000
 DEFAULT_CHUNK_SIZE = 64
 
 SOURCE_FIELDS = ("source", "site", "outlet", "domain")
+UNDECODED_BYTE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a byte that is not UTF-8
 
 
 class InputError(ValueError):
@@ -128,14 +132,13 @@ def _txt_files(folder: Path) -> list[Path]:
 
 def _table_columns(path: Path) -> list[str]:
     try:
-        if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
+        if path.suffix.lower() == ".csv":
+            with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+                return next(csv.reader(f), [])
+        import pyarrow.parquet as pq
 
-            return list(pq.ParquetFile(path).schema_arrow.names)
-        import pyarrow.csv as pcsv
-
-        return list(pcsv.open_csv(path, parse_options=pcsv.ParseOptions(newlines_in_values=True)).schema.names)
-    except Exception as e:  # pyarrow raises ArrowInvalid, OSError... for a file it cannot make sense of
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    except Exception as e:  # csv.Error, pyarrow's ArrowInvalid, OSError... for a file that makes no sense
         raise InputError(f"{path}: cannot read as {path.suffix.lower()[1:].upper()} ({e})") from e
 
 
@@ -222,64 +225,76 @@ def _txt_record(path: Path, source: str) -> InputRecord:
 
 
 def _table_records(path: Path, text_column: str | None, id_column: str | None) -> Iterator[InputRecord]:
-    """CSV or Parquet rows, a batch at a time. CSV cells are read as bytes and decoded here, so that one
-    cell of bad UTF-8 spoils only its own row."""
-    wanted = {text_column or "text", "paragraphs", "title", id_column or "id", *SOURCE_FIELDS}
-    is_csv = path.suffix.lower() == ".csv"
-    first_row = 2 if is_csv else 1  # CSV row 1 is the header (the numbering newstagger.data uses)
-    row_number = first_row
+    if path.suffix.lower() == ".csv":
+        rows = _csv_rows(path)
+    else:
+        rows = _parquet_rows(path, {text_column or "text", "paragraphs", "title", id_column or "id", *SOURCE_FIELDS})
+    number = 0
     try:
-        for rows in (_csv_batches(path, wanted) if is_csv else _parquet_batches(path, wanted)):
-            for row in rows:
-                here, fallback_id = f"{path}:{row_number}", f"{path.name}:{row_number}"
-                row_number += 1
-                if is_csv:
-                    row, problem = _decode_csv_row(row)
-                    if problem:
-                        yield InputRecord(fallback_id, here, None, problem)
-                        continue
+        for number, row, problem in rows:
+            here, fallback_id = f"{path}:{number}", f"{path.name}:{number}"
+            if problem:
+                rid = _row_id(row, id_column, fallback_id) if row is not None else fallback_id
+                yield InputRecord(rid, here, None, problem)
+            else:
                 yield _record_from_row(row, here, fallback_id, text_column, id_column, source=str(path))
-    except Exception as e:  # pyarrow's errors for a file damaged past this row; keep the records read so far
-        yield InputRecord(f"{path.name}:{row_number}", f"{path}:{row_number}", None,
+    except Exception as e:  # e.g. a Parquet file damaged past this row: keep the records read so far
+        yield InputRecord(f"{path.name}:{number + 1}", f"{path}:{number + 1}", None,
                           f"file: cannot read from this row on ({type(e).__name__}: {e})")
 
 
-def _csv_batches(path: Path, wanted: set[str]) -> Iterator[list[dict]]:
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line the row starts on, row or None if unusable, problem or None) for each CSV row.
 
-    columns = [c for c in _table_columns(path) if c in wanted]
-    reader = pcsv.open_csv(
-        path,
-        parse_options=pcsv.ParseOptions(newlines_in_values=True),  # article text spans lines
-        convert_options=pcsv.ConvertOptions(include_columns=columns, column_types={c: pa.binary() for c in columns},
-                                            strings_can_be_null=False, quoted_strings_can_be_null=False))
-    for batch in reader:
-        yield batch.to_pylist()
+    Python's csv module rather than pyarrow: it streams row by row, knows each row's line even when
+    cells span lines, and a ragged row, an oversized cell or bad UTF-8 spoils only its own row, where
+    pyarrow's reader fails a whole block of rows."""
+    csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))  # a whole article may be one cell
+    # surrogateescape keeps undecodable bytes as lone surrogates, so they can be reported per row
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        while True:
+            start = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield start, None, f"record: cannot parse the CSV row ({e})"
+                continue
+            if not cells:
+                continue  # a blank line
+            if len(cells) != len(header):
+                yield start, None, f"record: {len(cells)} fields, but the header has {len(header)} columns"
+                continue
+            row = dict(zip(header, cells))
+            undecodable = next((key for key, value in row.items() if UNDECODED_BYTE.search(value)), None)
+            if undecodable is not None:
+                yield start, None, f"{undecodable}: not valid UTF-8"
+                continue
+            if "paragraphs" in row:  # CSV holds list fields as JSON text, as in newstagger.data
+                if not row["paragraphs"].strip():
+                    row["paragraphs"] = None  # an empty cell: use the text column
+                else:
+                    try:
+                        row["paragraphs"] = json.loads(row["paragraphs"])
+                    except json.JSONDecodeError:
+                        yield start, row, "paragraphs: expected a JSON list of strings"
+                        continue
+            yield start, row, None
 
 
-def _parquet_batches(path: Path, wanted: set[str]) -> Iterator[list[dict]]:
+def _parquet_rows(path: Path, wanted: set[str]) -> Iterator[tuple[int, dict | None, str | None]]:
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path)
     columns = [c for c in parquet.schema_arrow.names if c in wanted]
+    number = 0
     for batch in parquet.iter_batches(batch_size=256, columns=columns):
-        yield batch.to_pylist()
-
-
-def _decode_csv_row(row: dict) -> tuple[dict, str | None]:
-    decoded = {}
-    for key, value in row.items():
-        try:
-            decoded[key] = value.decode("utf-8") if isinstance(value, bytes) else value
-        except UnicodeDecodeError as e:
-            return row, f"{key}: not valid UTF-8 ({e.reason} at byte {e.start})"
-    if isinstance(decoded.get("paragraphs"), str) and decoded["paragraphs"].strip():
-        try:  # CSV holds list fields as JSON text, as in newstagger.data
-            decoded["paragraphs"] = json.loads(decoded["paragraphs"])
-        except json.JSONDecodeError:
-            return decoded, "paragraphs: expected a JSON list of strings"
-    return decoded, None
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row, None
 
 
 def _row_id(row: dict, id_column: str | None, fallback: str, sanitize: bool = False) -> str:
@@ -452,7 +467,7 @@ def format_pretty(result: TaggingResult | None, record_id: str, error: str | Non
     flagged = [i for i, flag in enumerate(result.boilerplate) if flag]
     lines.append(f"  boilerplate: {len(flagged)} paragraph{'s' if len(flagged) != 1 else ''}")
     for i in flagged:
-        text = result.paragraphs[i]
+        text = " ".join(result.paragraphs[i].split())  # one line, whatever newlines the input held
         short = text if len(text) <= width else text[:width - 1].rstrip() + "…"
         lines.append(f"    [{i:>2}] {result.paragraph_scores[i]:.2f}  {short}")
     lines.append(f"  content paragraphs: {len(result.paragraphs) - len(flagged)}")
@@ -504,6 +519,18 @@ def _load_predictor(model, backend: str, batch_size: int, num_threads: int | Non
         raise InputError(f"{folder}: cannot load the model ({type(e).__name__}: {e})") from e
 
 
+def _skip_written_records(records: Iterator[InputRecord], n: int, last_id: str | None, output: Path) -> None:
+    """Advance ``records`` past the n records the output already holds, checking that they match."""
+    for i in range(1, n + 1):
+        record = next(records, None)
+        if record is None:
+            raise InputError(f"{output}: holds {n} records but the inputs have only {i - 1}; "
+                             "was it written from other inputs?")
+        if i == n and record.id != last_id:
+            raise InputError(f"{output}: its last record is {last_id!r} but input record {n} is "
+                             f"{record.id!r}; was it written from other inputs?")
+
+
 def tag_files(
     model: str | Path | Predictor,
     inputs: Sequence[str | Path],
@@ -528,7 +555,8 @@ def tag_files(
 
     model: a model folder, or a ready Predictor (then backend, batch_size, num_threads and the limits
     are its own). output: a file, or None for stdout. text_column / id_column: None means "paragraphs"
-    or "text", and "id" if present. progress: a tqdm bar on stderr; None shows it only on a terminal.
+    or "text", and "id" if present. progress: a tqdm bar on stderr; None shows it when stderr is a
+    terminal that the output does not go to.
     Raises InputError for problems with the run itself; bad records become error records instead.
     """
     if chunk_size < 1:
@@ -542,6 +570,8 @@ def tag_files(
     inputs = check_inputs(inputs, text_column, id_column)
     if site_repeat and STDIN in inputs:
         raise InputError("--site-repeat reads the inputs twice, which stdin cannot do; pass files")
+    if site_repeat and site_repeat_min < 2:
+        raise InputError("--site-repeat-min must be at least 2 (1 would flag every paragraph)")
     if output is not None:
         output = Path(output)
         if output.is_dir():
@@ -552,16 +582,15 @@ def tag_files(
             raise InputError(f"{output}: is also an input")
     predictor = _load_predictor(model, backend, batch_size, num_threads, max_paragraphs, max_paragraph_chars)
 
-    from tqdm.auto import tqdm
-
-    hide_progress = None if progress is None else not progress  # tqdm: None hides it off a terminal
+    if progress is None:  # a bar helps on a terminal, but not mixed into output shown on that same terminal
+        progress = sys.stderr.isatty() and not (output is None and sys.stdout.isatty())
     counts = BatchCounts()
     total = None
     repeated: set[int] = set()
     if site_repeat:
         repeated, total = count_repeated_paragraphs(
             tqdm(iter_records(inputs, text_column, id_column), desc="site-repeat: counting paragraphs",
-                 unit=" articles", disable=hide_progress, file=sys.stderr),
+                 unit=" articles", disable=not progress, file=sys.stderr),
             site_repeat_min)
 
     last_id = None
@@ -570,20 +599,12 @@ def tag_files(
         counts.records, counts.tagged = counts.resumed, counts.resumed - counts.errors
         if dropped:
             print(f"resume: dropped {dropped} bytes of a torn last line from {output}", file=sys.stderr)
-    out = open(output, "ab" if resume else "wb") if output is not None else sys.stdout.buffer
-
     records = iter_records(inputs, text_column, id_column)
-    for n in range(1, counts.resumed + 1):  # skip what the output already holds, checking it matches
-        record = next(records, None)
-        if record is None:
-            raise InputError(f"{output}: holds {counts.resumed} records but the inputs have only {n - 1}; "
-                             "was it written from other inputs?")
-        if n == counts.resumed and record.id != last_id:
-            raise InputError(f"{output}: its last record is {last_id!r} but input record {n} is "
-                             f"{record.id!r}; was it written from other inputs?")
+    _skip_written_records(records, counts.resumed, last_id, output)
 
+    out = open(output, "ab" if resume else "wb") if output is not None else sys.stdout.buffer
     bar = tqdm(total=None if total is None else total - counts.resumed, unit=" articles", desc="tagging",
-               disable=hide_progress, file=sys.stderr, dynamic_ncols=True)
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
     started = time.perf_counter()
     try:
         while True:

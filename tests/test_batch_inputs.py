@@ -1,0 +1,351 @@
+"""newstagger.batch.tag_files on every input format, on malformed input, on resume and --site-repeat.
+
+All tests tag with the tiny model of conftest.py; they check ids, order, error messages and that the
+tagged records are the Predictor's own results, not just that something was written.
+"""
+
+import io
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from newstagger.batch import InputError, tag_files
+from newstagger.predictor import Predictor, split_paragraphs
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_JSONL = ROOT / "data" / "test.jsonl"
+RECORD_KEYS = {"id", "topics", "topic_scores", "paragraphs", "evidence", "clean_text"}
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model_dir) -> Predictor:
+    return Predictor.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def source_records() -> list[dict]:
+    return [json.loads(line) for line in TEST_JSONL.read_text(encoding="utf-8").splitlines()]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def tag(model, inputs, tmp_path: Path, **options) -> tuple[object, list[dict]]:
+    out = tmp_path / "out.jsonl"
+    counts = tag_files(model, [str(i) for i in inputs], out, overwrite=True, progress=False, **options)
+    return counts, read_jsonl(out)
+
+
+def write_lines(path: Path, lines: list) -> Path:
+    """Each item a dict (written as JSON) or raw bytes (written as they are), one per line."""
+    with open(path, "wb") as f:
+        for item in lines:
+            f.write(item if isinstance(item, bytes) else json.dumps(item).encode("utf-8"))
+            f.write(b"\n")
+    return path
+
+
+def assert_tagged(record: dict, n_paragraphs: int) -> None:
+    assert set(record) == RECORD_KEYS, record.get("error")
+    assert [p["index"] for p in record["paragraphs"]] == list(range(n_paragraphs))
+
+
+# -- formats --------------------------------------------------------------------------------------
+
+
+def test_jsonl_in_our_schema_gives_the_predictors_results_in_order(predictor, source_records, tmp_path):
+    articles = source_records[:15]  # labelled records of data/test.jsonl, extra keys and all
+    counts, out = tag(predictor, [write_lines(tmp_path / "ours.jsonl", articles)], tmp_path, chunk_size=4)
+    assert [r["id"] for r in out] == [r["id"] for r in articles]
+    assert (counts.records, counts.tagged, counts.errors, counts.exit_status) == (15, 15, 0, 0)
+    expected = [r.to_record() for r in predictor.predict_batch(articles)]
+    for got, want in zip(out, expected):
+        assert_tagged(got, len(want["paragraphs"]))
+        assert got["topics"] == want["topics"] and got["clean_text"] == want["clean_text"]
+        for label, p in want["topic_scores"].items():
+            assert got["topic_scores"][label] == pytest.approx(p, abs=1e-5)
+
+
+def test_jsonl_records_with_text_get_line_ids(predictor, tmp_path):
+    texts = ["Talks resumed in Geneva.\n\nBoth sides said progress was made.",
+             "One line\nanother line\nand a third",
+             "Sanctions were extended on Monday."]
+    path = write_lines(tmp_path / "plain.jsonl", [{"text": texts[0]}, {"id": "given", "text": texts[1]}])
+    with open(path, "ab") as f:
+        f.write(b"\n" + json.dumps({"text": texts[2], "title": "Extended"}).encode() + b"\n")  # blank line 3
+    counts, out = tag(predictor, [path], tmp_path)
+    assert [r["id"] for r in out] == ["plain.jsonl:1", "given", "plain.jsonl:4"]
+    for record, text in zip(out, texts):
+        assert_tagged(record, len(split_paragraphs(text)))
+    assert [len(r["paragraphs"]) for r in out] == [2, 3, 1]
+
+
+def test_csv_with_text_and_id_columns(predictor, tmp_path):
+    path = tmp_path / "news.csv"
+    path.write_bytes(b'doc,body,outlet\n'
+                     b'd1,"Ministers met in Vienna.\n\nThey agreed to meet again.",X\n'  # a cell over three lines
+                     b',Single paragraph without an id,X\n'
+                     b'd3,"Third article, one paragraph",Y\n')
+    counts, out = tag(predictor, [path], tmp_path, text_column="body", id_column="doc")
+    assert [r["id"] for r in out] == ["d1", "news.csv:5", "d3"]  # the line the row starts on
+    assert [len(r["paragraphs"]) for r in out] == [2, 1, 1]
+    assert counts.errors == 0
+
+
+def test_parquet_with_text_and_id_columns(predictor, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "news.parquet"
+    pq.write_table(pa.table({"key": [101, None, 103], "content": ["A.\n\nB.\n\nC.", "Only one.", "X\n\nY"],
+                             "other": ["a", "b", "c"]}), path)
+    lists = tmp_path / "lists.parquet"  # a list column is taken as the paragraphs
+    pq.write_table(pa.table({"key": ["L"], "content": [["first", "second", "third", "fourth"]]}), lists)
+    counts, out = tag(predictor, [path, lists], tmp_path, text_column="content", id_column="key")
+    assert [r["id"] for r in out] == ["101", "news.parquet:2", "103", "L"]
+    assert [len(r["paragraphs"]) for r in out] == [3, 1, 2, 4]
+    assert counts.tagged == 4
+
+
+def test_txt_files_and_folders(predictor, tmp_path):
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    (folder / "b.txt").write_text("Second file.\n\nTwo paragraphs.\n", encoding="utf-8")
+    (folder / "a.txt").write_text("First file, lines\nsplit on newlines\nthree of them\n", encoding="utf-8")
+    (folder / "expected.json").write_text('{"a.txt": ["diplomacy"]}')  # not an article: must be ignored
+    (folder / "notes.md").write_text("not an article either")
+    (folder / "sub.txt").mkdir()  # a folder named like a file is not read
+    single = tmp_path / "c.txt"
+    single.write_text("\ufeffWith a byte order mark.\r\n\r\nAnd Windows line ends.\r\n", encoding="utf-8")
+    counts, out = tag(predictor, [folder, single], tmp_path)
+    assert [r["id"] for r in out] == ["a.txt", "b.txt", "c.txt"]
+    assert [len(r["paragraphs"]) for r in out] == [3, 2, 2]
+    result = predictor.predict(single.read_text(encoding="utf-8-sig"))
+    assert out[2]["topics"] == result.topics
+    assert [p["score"] for p in out[2]["paragraphs"]] == pytest.approx(result.paragraph_scores, abs=1e-5)
+
+
+def test_stdin_jsonl(predictor, source_records, tmp_path, monkeypatch):
+    lines = [json.dumps(source_records[0]), json.dumps({"text": "No id here.\n\nSecond paragraph."}),
+             json.dumps(source_records[1])]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(lines).encode() + b"\n")))
+    counts, out = tag(predictor, ["-"], tmp_path)
+    assert [r["id"] for r in out] == [source_records[0]["id"], "<stdin>:2", source_records[1]["id"]]
+    assert counts.tagged == 3
+
+
+# -- malformed input ------------------------------------------------------------------------------
+
+
+def test_each_malformed_record_gives_an_error_record_and_nothing_is_lost(tiny_model_dir, source_records, tmp_path):
+    good = source_records[:3]
+    lines = [
+        good[0],
+        b'{"id": "cut", "paragraphs": ["never clo',                                     # 2
+        {"id": "no-text", "title": "A title but no text"},                              # 3
+        {"id": "blank", "text": "   \n\n \t "},                                          # 4
+        {"id": "zero", "paragraphs": []},                                                # 5
+        good[1],
+        {"id": "huge", "paragraphs": [f"Paragraph {i}." for i in range(5000)]},          # 7
+        {"id": "long", "paragraphs": ["Short.", "x" * 200_000]},                         # 8
+        b'{"id": "latin1", "text": "caf\xe9 cr\xe8me"}',                                 # 9
+        b'["not", "an", "object"]',                                                     # 10
+        {"id": "wrong-type", "paragraphs": "a string, not a list"},                      # 11
+        {"id": "mixed-items", "paragraphs": ["fine", 42]},                               # 12
+        b'{"id": "surrogate", "text": "half a pair: \\ud800"}',                         # 13
+        good[2],
+    ]
+    path = write_lines(tmp_path / "messy.jsonl", lines)
+    counts, out = tag(tiny_model_dir, [path], tmp_path)  # loads the model with the CLI's default limits
+
+    expected_ids = [good[0]["id"], "messy.jsonl:2", "no-text", "blank", "zero", good[1]["id"], "huge", "long",
+                    "messy.jsonl:9", "messy.jsonl:10", "wrong-type", "mixed-items", "surrogate", good[2]["id"]]
+    assert [r["id"] for r in out] == expected_ids
+    errors = {r["id"]: r["error"] for r in out if "error" in r}
+    expected_errors = {
+        "messy.jsonl:2": "2: record: invalid JSON",
+        "no-text": "3: text: missing",
+        "blank": "4: paragraphs: the article has no non-empty paragraph",
+        "zero": "5: paragraphs: the article has no non-empty paragraph",
+        "huge": "7: paragraphs: 5000 paragraphs, over the limit of 1000",
+        "long": "8: paragraphs: a paragraph of 200000 characters, over the limit of 50000",
+        "messy.jsonl:9": "9: record: not valid UTF-8",
+        "messy.jsonl:10": "10: record: expected a JSON object, got list",
+        "wrong-type": "11: paragraphs: expected a list of paragraph strings, got str",
+        "mixed-items": "12: paragraphs: expected a list of strings",
+        "surrogate": "13: record: holds an unpaired UTF-16 surrogate",
+    }
+    assert set(errors) == set(expected_errors)
+    for rid, message in expected_errors.items():
+        assert errors[rid].startswith(f"{path}:{message}"), errors[rid]
+    for record, source in zip([out[0], out[5], out[13]], good):
+        assert_tagged(record, len(source["paragraphs"]))
+    assert (counts.records, counts.tagged, counts.errors, counts.exit_status) == (14, 3, 11, 1)
+    assert counts.first_error == errors["messy.jsonl:2"]
+
+
+def test_bad_txt_files_and_csv_rows_spoil_only_their_own_record(predictor, tmp_path):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "1-good.txt").write_text("Fine.\n\nAlso fine.", encoding="utf-8")
+    (folder / "2-latin1.txt").write_bytes("Line one is fine.\n\nLine three: café".encode("latin-1"))
+    (folder / "3-good.txt").write_text("Still fine.", encoding="utf-8")
+    table = tmp_path / "t.csv"
+    table.write_bytes(b'id,text\nr1,ok\nr2,caf\xe9\nr3,"two\n\nparagraphs"\nr4,one,too many\nr5,' + b"y" * 200_000
+                      + b"\nr6,also ok\n")
+    counts, out = tag(predictor, [folder, table], tmp_path)
+    assert [r["id"] for r in out] == ["1-good.txt", "2-latin1.txt", "3-good.txt",
+                                      "r1", "t.csv:3", "r3", "t.csv:7", "r5", "r6"]
+    assert out[1]["error"].startswith(f"{folder / '2-latin1.txt'}:3: text: not valid UTF-8")
+    assert out[4]["error"] == f"{table}:3: text: not valid UTF-8"
+    assert out[6]["error"] == f"{table}:7: record: 3 fields, but the header has 2 columns"
+    assert out[7]["error"].startswith(f"{table}:8: paragraphs: a paragraph of 200000 characters")
+    assert counts.tagged == 5 and counts.errors == 4
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("absent.jsonl", None, "absent.jsonl: no such file or folder"),
+    ("notes.docx", b"x", "notes.docx: unsupported file type '.docx'"),
+    ("empty", "folder", "empty: folder holds no .txt files"),
+    ("c.csv", b"a,b\n1,2\n", "c.csv: no 'text' or 'paragraphs' column"),
+    ("p.parquet", b"PAR1 not a parquet file", "p.parquet: cannot read as PARQUET"),
+])
+def test_unreadable_inputs_are_refused_naming_the_file(tiny_model_dir, tmp_path, name, content, message):
+    path = tmp_path / name
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=re.escape(message)):
+        tag_files(tiny_model_dir, [str(path)], tmp_path / "out.jsonl", progress=False)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_wrong_text_column_is_refused(tiny_model_dir, tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("id,body\n1,hello\n")
+    with pytest.raises(InputError, match=r"c\.csv: no column 'content' for --text-column \(columns: id, body\)"):
+        tag_files(tiny_model_dir, [str(path)], None, text_column="content", progress=False)
+
+
+# -- output file and resume -----------------------------------------------------------------------
+
+
+def assert_same_records(got: list[dict], want: list[dict]) -> None:
+    assert [r["id"] for r in got] == [r["id"] for r in want]
+    for a, b in zip(got, want):
+        assert set(a) == set(b)
+        if "error" in b:
+            assert a["error"] == b["error"]
+            continue
+        assert (a["topics"], a["evidence"], a["clean_text"]) == (b["topics"], b["evidence"], b["clean_text"])
+        assert a["topic_scores"] == pytest.approx(b["topic_scores"], abs=1e-5)
+        assert [p["boilerplate"] for p in a["paragraphs"]] == [p["boilerplate"] for p in b["paragraphs"]]
+        assert [p["score"] for p in a["paragraphs"]] == pytest.approx([p["score"] for p in b["paragraphs"]], abs=1e-5)
+
+
+@pytest.mark.parametrize("torn_tail", [b'{"id": "tor', b'\x00\x00\x00\x00\n\x00\x00', b""])
+def test_resume_repairs_a_torn_tail_and_matches_an_uninterrupted_run(predictor, source_records, tmp_path,
+                                                                     torn_tail):
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:12] + [b"{broken"] + source_records[12:20])
+    reference = tmp_path / "reference.jsonl"
+    full = tag_files(predictor, [str(inputs)], reference, chunk_size=4, progress=False)
+    assert full.records == 21 and full.errors == 1
+
+    output = tmp_path / "resumed.jsonl"
+    kept = reference.read_bytes().splitlines(keepends=True)[:15]  # the bad line 13 is among them
+    output.write_bytes(b"".join(kept) + torn_tail)
+    counts = tag_files(predictor, [str(inputs)], output, resume=True, chunk_size=4, progress=False)
+    assert (counts.resumed, counts.records, counts.tagged, counts.errors) == (15, 21, 20, 1)
+    assert counts.exit_status == 1  # the error record of the earlier run still counts
+    assert_same_records(read_jsonl(output), read_jsonl(reference))
+
+    again = tag_files(predictor, [str(inputs)], output, resume=True, progress=False)  # nothing left to do
+    assert (again.resumed, again.records) == (21, 21)
+    assert_same_records(read_jsonl(output), read_jsonl(reference))
+
+
+def test_existing_output_needs_resume_or_overwrite(predictor, source_records, tmp_path):
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:3])
+    output = tmp_path / "out.jsonl"
+    output.write_text("precious\n")
+    with pytest.raises(InputError, match="already exists; pass --resume .* or --overwrite"):
+        tag_files(predictor, [str(inputs)], output, progress=False)
+    assert output.read_text() == "precious\n"
+    with pytest.raises(InputError, match="is also an input"):
+        tag_files(predictor, [str(inputs)], inputs, overwrite=True, progress=False)
+    tag_files(predictor, [str(inputs)], output, overwrite=True, progress=False)
+    assert [r["id"] for r in read_jsonl(output)] == [r["id"] for r in source_records[:3]]
+
+
+def test_resume_refuses_an_output_of_other_inputs(predictor, source_records, tmp_path):
+    first = write_lines(tmp_path / "first.jsonl", source_records[:4])
+    other = write_lines(tmp_path / "other.jsonl", source_records[10:20])
+    output = tmp_path / "out.jsonl"
+    tag_files(predictor, [str(first)], output, progress=False)
+    before = output.read_bytes()
+    with pytest.raises(InputError, match="last record is .* but input record 4 is"):
+        tag_files(predictor, [str(other)], output, resume=True, progress=False)
+    shorter = write_lines(tmp_path / "short.jsonl", source_records[:2])
+    with pytest.raises(InputError, match="holds 4 records but the inputs have only 2"):
+        tag_files(predictor, [str(shorter)], output, resume=True, progress=False)
+    assert output.read_bytes() == before
+    with pytest.raises(InputError, match="stdout cannot be resumed"):
+        tag_files(predictor, [str(first)], None, resume=True, progress=False)
+
+
+# -- --pretty and --site-repeat -------------------------------------------------------------------
+
+
+def test_pretty_output_shows_topics_boilerplate_and_content_count(predictor, source_records, tmp_path):
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:4] + [{"id": "empty", "paragraphs": []}])
+    _, records = tag(predictor, [inputs], tmp_path)
+    pretty = tmp_path / "pretty.txt"
+    tag_files(predictor, [str(inputs)], pretty, pretty=True, progress=False)
+    blocks = pretty.read_text(encoding="utf-8").strip().split("\n\n")
+    assert len(blocks) == 5
+    for block, record in zip(blocks, records):
+        lines = block.splitlines()
+        assert lines[0].startswith(record["id"])
+        if "error" in record:
+            assert lines[1] == f"  error: {record['error']}"
+            continue
+        flagged = [p for p in record["paragraphs"] if p["boilerplate"]]
+        for topic in record["topics"]:
+            assert f"{topic} {record['topic_scores'][topic]:.2f}" in lines[1]
+        shown = [line for line in lines if line.startswith("    [")]
+        assert [int(line.split("]")[0].strip(" [")) for line in shown] == [p["index"] for p in flagged]
+        assert lines[-1] == f"  content paragraphs: {len(record['paragraphs']) - len(flagged)}"
+
+
+def test_site_repeat_pushes_paragraphs_repeated_within_a_source(predictor, source_records, tmp_path):
+    promo = "Subscribe to our newsletter for the day's top stories."
+    rows = []
+    for i, outlet in enumerate(["A", "A", "A", "B", "B"]):
+        # whitespace and case do not matter; B has the promo in two articles only, plus a verbatim repost
+        text = promo.upper() if i == 1 else promo.replace(" ", "   ") if i == 2 else promo
+        rows.append({"id": f"{outlet}{i}", "outlet": outlet, "title": source_records[i]["title"],
+                     "paragraphs": source_records[i]["paragraphs"] + [text]})
+    rows.append(dict(rows[4], id="B4-repost"))
+    inputs = write_lines(tmp_path / "in.jsonl", rows)
+    _, plain = tag(predictor, [inputs], tmp_path)
+    counts, pushed = tag(predictor, [inputs], tmp_path, site_repeat=True, site_repeat_min=3)
+    assert counts.tagged == 6
+    threshold = predictor.boilerplate_threshold
+    for row, before, after in zip(rows, plain, pushed):
+        last = len(row["paragraphs"]) - 1
+        for p, q in zip(before["paragraphs"], after["paragraphs"]):
+            if row["outlet"] == "A" and p["index"] == last:
+                assert q["score"] == pytest.approx(0.5 + p["score"] / 2, abs=1e-5)
+                assert q["boilerplate"] == (q["score"] >= threshold)
+            else:
+                assert q == p
+        content = [row["paragraphs"][q["index"]] for q in after["paragraphs"] if not q["boilerplate"]]
+        assert after["clean_text"] == "\n\n".join(content)
+        assert after["topics"] == before["topics"]  # topics are left as the model gave them
+        for label, indices in after["evidence"].items():
+            assert not any(after["paragraphs"][i]["boilerplate"] for i in indices)

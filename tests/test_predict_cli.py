@@ -1,0 +1,155 @@
+"""predict.py as a user runs it: a real subprocess killed with SIGKILL and resumed, exit statuses,
+--pretty over a folder, and agreement with the Python API."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from newstagger.predictor import Predictor
+
+ROOT = Path(__file__).resolve().parent.parent
+PREDICT = ROOT / "predict.py"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+CORPUS_SIZE = 400
+
+
+def predict_cmd(model, *args) -> list[str]:
+    # One thread: the test machine is small and shared, and it keeps the run slow enough to kill midway.
+    return [sys.executable, str(PREDICT), "--model", str(model), "--num-threads", "1", "--quiet", *map(str, args)]
+
+
+def run_predict(model, *args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(predict_cmd(model, *args), input=stdin, capture_output=True, cwd=ROOT, env=ENV,
+                          timeout=300)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def assert_same_records(got: list[dict], want: list[dict]) -> None:
+    assert [r["id"] for r in got] == [r["id"] for r in want]
+    for a, b in zip(got, want):
+        assert set(a) == set(b)
+        assert (a["topics"], a["evidence"], a["clean_text"]) == (b["topics"], b["evidence"], b["clean_text"])
+        assert a["topic_scores"] == pytest.approx(b["topic_scores"], abs=1e-5)
+        assert [p["boilerplate"] for p in a["paragraphs"]] == [p["boilerplate"] for p in b["paragraphs"]]
+        assert [p["score"] for p in a["paragraphs"]] == pytest.approx([p["score"] for p in b["paragraphs"]], abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """400 articles: data/test.jsonl repeated with new ids."""
+    records = [json.loads(line) for line in (ROOT / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    path = tmp_path_factory.mktemp("cli") / "corpus.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(CORPUS_SIZE):
+            f.write(json.dumps({**records[i % len(records)], "id": f"art-{i:04d}"}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, corpus) -> list[dict]:
+    output = corpus.with_name("uninterrupted.jsonl")
+    # Chunks of 16 here, of 2 in the killed and resumed runs: the results must not depend on chunking.
+    done = run_predict(tiny_model_dir, corpus, "--output", output, "--chunk-size", "16")
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"records: {CORPUS_SIZE}, tagged: {CORPUS_SIZE}, errors: 0" in done.stderr.decode()
+    return read_jsonl(output)
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_model_dir, corpus, uninterrupted, tmp_path):
+    output = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen(predict_cmd(tiny_model_dir, corpus, "--output", output, "--chunk-size", "2"),
+                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        give_up = time.monotonic() + 300  # a guard against hanging, not an assertion on speed
+        while proc.poll() is None and count_lines(output) < 20 and time.monotonic() < give_up:
+            time.sleep(0.005)
+        if proc.poll() is not None:
+            pytest.fail(f"predict.py ended (status {proc.returncode}) before it could be killed mid-run")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    written = count_lines(output)
+    assert 20 <= written < CORPUS_SIZE
+    with open(output, "ab") as f:  # as if the kill had torn the record being written
+        f.write(b'{"id": "art-9999", "topics": ["dipl')
+
+    resumed = run_predict(tiny_model_dir, corpus, "--output", output, "--chunk-size", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert "of a torn last line" in resumed.stderr.decode()
+    assert f"records: {CORPUS_SIZE} ({written} from the earlier run), tagged: {CORPUS_SIZE}, errors: 0" \
+        in resumed.stderr.decode()
+    assert_same_records(read_jsonl(output), uninterrupted)
+
+
+def test_cli_gives_the_same_results_as_the_python_api(tiny_model_dir, corpus, uninterrupted):
+    articles = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()[:50]]
+    expected = [r.to_record() for r in Predictor.from_pretrained(tiny_model_dir).predict_batch(articles)]
+    assert_same_records(uninterrupted[:50], expected)
+
+
+def test_exit_status_is_1_when_a_record_fails_and_stdin_works(tiny_model_dir, corpus):
+    lines = corpus.read_bytes().splitlines(keepends=True)[:3]
+    stdin = lines[0] + b'{"id": "no-text"}\n' + lines[1] + b"\xff\xfe not json\n" + lines[2]
+    done = run_predict(tiny_model_dir, "-", stdin=stdin)
+    assert done.returncode == 1, done.stderr.decode()
+    out = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [r["id"] for r in out] == ["art-0000", "no-text", "art-0001", "<stdin>:4", "art-0002"]
+    assert out[1]["error"] == "<stdin>:2: text: missing (the record has neither 'paragraphs' nor 'text')"
+    assert out[3]["error"].startswith("<stdin>:4: record: not valid UTF-8")
+    assert "records: 5, tagged: 3, errors: 2" in done.stderr.decode()
+
+
+# The tests below call predict.main() in-process: the same code, without a subprocess's start-up time.
+
+def load_cli():
+    spec = importlib.util.spec_from_file_location("predict_cli", PREDICT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_usage_errors_exit_with_status_2(tiny_model_dir, corpus, tmp_path, capsys):
+    cli = load_cli()
+    existing = tmp_path / "out.jsonl"
+    existing.write_text("earlier results\n")
+    cases = [
+        (["--model", str(tiny_model_dir), str(corpus), "--output", str(existing)], "already exists"),
+        (["--model", str(tmp_path / "no-model"), str(corpus)], "not a model folder"),
+        (["--model", str(tiny_model_dir), str(tmp_path / "missing.jsonl")], "missing.jsonl: no such file"),
+        (["--model", str(tiny_model_dir), str(corpus), "--resume"], "stdout cannot be resumed"),
+        (["--model", str(tiny_model_dir), "-", "--site-repeat"], "stdin cannot do"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        assert message in capsys.readouterr().err
+    assert existing.read_text() == "earlier results\n"
+
+
+def test_pretty_reads_only_the_txt_files_of_a_folder(tiny_model_dir, tmp_path, capsysbinary):
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    (folder / "moscow.txt").write_text("Foreign ministers met in Moscow.\n\nSupport independent journalism: "
+                                       "donate today.\n", encoding="utf-8")
+    (folder / "brief.txt").write_text("Sanctions were extended for six months.", encoding="utf-8")
+    (folder / "expected.json").write_text(json.dumps({"moscow.txt": ["diplomacy"]}))
+    assert load_cli().main(["--model", str(tiny_model_dir), str(folder), "--pretty"]) == 0  # as `make run` does
+    blocks = capsysbinary.readouterr().out.decode().strip().split("\n\n")
+    assert [b.split()[0] for b in blocks] == ["brief.txt", "moscow.txt"]
+    assert blocks[1].splitlines()[0] == "moscow.txt  (2 paragraphs)"
+    assert all("topics:" in b and "content paragraphs:" in b for b in blocks)

@@ -1,0 +1,189 @@
+"""Batch tagging with Ray Data (newstagger.ray_tagging) on a real local Ray instance of 2 CPUs, 2 actors.
+
+Inputs are several JSONL and Parquet shards holding good records, records without an id and bad records;
+the output must hold every input record exactly once, the good ones tagged exactly as the single-process
+Predictor tags them, the bad ones as error rows. About 40-50 s on 2 cores (Ray start, actor start-up x2).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'newstagger[ray]' (ray[data]==2.60.0)")
+pytest.importorskip("ray.data", reason="ray[data] is not installed: pip install 'newstagger[ray]'")
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from newstagger.predictor import ArticleError, Predictor  # noqa: E402
+from newstagger.ray_tagging import (MAX_PARAGRAPH_CHARS, MAX_PARAGRAPHS, OnDevice, SUCCESS_FILE,  # noqa: E402
+                                    connect, main, read_output)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A private local Ray instance with 2 CPUs, started the way the tagger starts one."""
+    if ray.is_initialized():
+        ray.shutdown()
+    assert connect(num_cpus=2)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Input shards (2 JSONL + 1 Parquet) and, per (file name, row), what must come out."""
+    folder = tmp_path_factory.mktemp("ray_inputs")
+    records = [json.loads(line) for line in (ROOT / "data" / "validation.jsonl").read_text().splitlines() if line]
+    records = records[:24]
+    expected = {}  # (file name, row) -> ("ok", id, article for Predictor) or ("error", id, words in message)
+
+    lines_a = []
+    for r in records[:8]:
+        lines_a.append(json.dumps(r))
+        expected[("a.jsonl", len(lines_a))] = ("ok", r["id"], {"id": r["id"], "title": r["title"],
+                                                               "paragraphs": r["paragraphs"]})
+    lines_a.append("")  # a blank line: no record, but it counts for line numbers
+    lines_a.append(json.dumps({"id": "bad-empty", "title": "t", "paragraphs": []}))
+    expected[("a.jsonl", len(lines_a))] = ("error", "bad-empty", "paragraphs: the article has no non-empty")
+    lines_a.append("{not json")
+    expected[("a.jsonl", len(lines_a))] = ("error", f"a.jsonl:{len(lines_a)}", "record: invalid JSON")
+    lines_a.append(json.dumps({"id": "bad-type", "paragraphs": "one string, not a list"}))
+    expected[("a.jsonl", len(lines_a))] = ("error", "bad-type", "paragraphs: expected a list of paragraph strings")
+    (folder / "a.jsonl").write_text("\n".join(lines_a) + "\n", encoding="utf-8")
+
+    lines_b = []
+    for r in records[8:16]:  # no id, text instead of paragraphs: id from file and line
+        lines_b.append(json.dumps({"title": r["title"], "text": "\n\n".join(r["paragraphs"])}))
+        rid = f"b.jsonl:{len(lines_b)}"
+        expected[("b.jsonl", len(lines_b))] = ("ok", rid, {"id": rid, "title": r["title"],
+                                                           "text": "\n\n".join(r["paragraphs"])})
+    lines_b.append(json.dumps({"id": "bad-missing", "title": "no text at all"}))
+    expected[("b.jsonl", len(lines_b))] = ("error", "bad-missing", "text: missing")
+    (folder / "b.jsonl").write_text("\n".join(lines_b) + "\n", encoding="utf-8")
+
+    rows = []
+    for i, r in enumerate(records[16:24]):
+        rid = None if i % 3 == 0 else r["id"]  # some rows without id: id from file and row
+        rows.append({"id": rid, "title": r["title"], "paragraphs": r["paragraphs"], "outlet": "x"})
+        rid = rid or f"c.parquet:{len(rows)}"
+        expected[("c.parquet", len(rows))] = ("ok", rid, {"id": rid, "title": r["title"],
+                                                          "paragraphs": r["paragraphs"]})
+    rows.append({"id": "bad-blank", "title": "t", "paragraphs": ["   ", ""], "outlet": "x"})
+    expected[("c.parquet", len(rows))] = ("error", "bad-blank", "paragraphs: the article has no non-empty")
+    pq.write_table(pa.Table.from_pylist(rows), folder / "c.parquet")
+    return folder, expected
+
+
+def reference(model_dir, expected):
+    """What the single-process Predictor makes of each good record: to_record() by (file, row)."""
+    predictor = Predictor.from_pretrained(model_dir, max_paragraphs=MAX_PARAGRAPHS,
+                                          max_paragraph_chars=MAX_PARAGRAPH_CHARS)
+    keys = [k for k, v in expected.items() if v[0] == "ok"]
+    results = predictor.predict_batch_safe([expected[k][2] for k in keys])
+    assert not any(isinstance(r, ArticleError) for r in results)
+    return {k: r.to_record() for k, r in zip(keys, results)}
+
+
+def assert_same_record(got: dict, want: dict, where):
+    assert got["id"] == want["id"], where
+    assert got["error"] is None, (where, got["error"])
+    assert got["topics"] == want["topics"], where
+    assert set(got["topic_scores"]) == set(want["topic_scores"]), where
+    for label, score in want["topic_scores"].items():
+        assert math.isclose(got["topic_scores"][label], score, abs_tol=1e-5), (where, label)
+    assert len(got["paragraphs"]) == len(want["paragraphs"]), where
+    for g, w in zip(got["paragraphs"], want["paragraphs"]):
+        assert (g["index"], g["boilerplate"]) == (w["index"], w["boilerplate"]), where
+        assert math.isclose(g["score"], w["score"], abs_tol=1e-5), where
+    assert got["evidence"] == want["evidence"], where
+    assert got["clean_text"] == want["clean_text"], where
+
+
+def check_output(output: Path, corpus_folder: Path, expected: dict, model_dir):
+    rows = read_output(output)
+    keys = [(Path(r["source_path"]).name, r["source_row"]) for r in rows]
+    assert sorted(keys) == sorted(expected), "every input record must come out exactly once"
+    assert {Path(r["source_path"]).parent for r in rows} == {corpus_folder.resolve()}
+    want = reference(model_dir, expected)
+    by_key = dict(zip(keys, rows))
+    for key, (kind, rid, detail) in expected.items():
+        got = by_key[key]
+        if kind == "ok":
+            assert_same_record(got, want[key], key)
+        else:
+            assert got["id"] == rid, key
+            assert got["error"].startswith(f"{got['source_path']}:{key[1]}: "), got["error"]
+            assert detail in got["error"], (key, got["error"])
+            assert all(got[f] is None for f in ("topics", "topic_scores", "paragraphs", "evidence", "clean_text"))
+    success = json.loads((output / SUCCESS_FILE).read_text())
+    assert success["records"] == len(expected)
+    assert success["errors"] == sum(1 for v in expected.values() if v[0] == "error")
+    assert success["options"]["num_actors"] == 2
+    return rows
+
+
+def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corpus, tiny_model_dir, tmp_path):
+    folder, expected = corpus
+    assert ray.nodes()[0]["NodeManagerAddress"] == "127.0.0.1", "the local instance must stay on loopback"
+    assert ray.cluster_resources()["CPU"] == 2
+    output = tmp_path / "tags"
+    argv = ["--model", str(tiny_model_dir), str(folder / "a.jsonl"), str(folder / "b.jsonl"),
+            str(folder / "c.parquet"), "--output", str(output), "--num-actors", "2", "--threads-per-actor", "1",
+            "--batch-size", "4", "--output-format", "parquet"]
+    assert main(argv) == 1  # the job completes; 1 says some records are error rows
+    shards = sorted(p.name for p in output.iterdir())
+    assert shards and all(n.endswith(".parquet") for n in shards if n != SUCCESS_FILE)
+    schema = pq.read_schema(next(output.glob("*.parquet")))
+    assert schema.names == ["id", "topics", "topic_scores", "paragraphs", "evidence", "clean_text", "error",
+                            "source_path", "source_row"]
+    check_output(output, folder, expected, tiny_model_dir)
+
+    # A complete output folder is skipped on a re-run (no job); --overwrite would redo it.
+    before = {p.name: p.stat().st_mtime_ns for p in output.iterdir()}
+    assert main(argv) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == before
+
+
+def test_ray_jsonl_output_is_to_record(ray_instance, corpus, tiny_model_dir, tmp_path, capsys):
+    folder, expected = corpus
+    output = tmp_path / "tags"
+    # An unfinished earlier run left a shard behind: it is cleared, not mixed in.
+    output.mkdir()
+    (output / "stale_000000.jsonl").write_text('{"id": "stale"}\n')
+    status = main(["--model", str(tiny_model_dir), str(folder), "--output", str(output), "--num-actors", "2",
+                   "--output-format", "jsonl", "--batch-size", "8"])
+    assert status == 1
+    assert "errors: 5" in capsys.readouterr().err
+    assert not (output / "stale_000000.jsonl").exists()
+    rows = check_output(output, folder, expected, tiny_model_dir)
+    ok = [r for r in rows if r["error"] is None]
+    assert list(ok[0]) == ["id", "topics", "topic_scores", "paragraphs", "evidence", "clean_text", "error",
+                           "source_path", "source_row"]
+
+
+def test_output_folder_with_other_files_is_refused(tiny_model_dir, corpus, tmp_path, capsys):
+    folder, _ = corpus
+    output = tmp_path / "tags"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    status = main(["--model", str(tiny_model_dir), str(folder), "--output", str(output)])
+    assert status == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (output / "notes.txt").read_text() == "mine"
+
+
+def test_on_device_wrapper_gives_the_same_results(tiny_model_dir):
+    """--gpu wraps the model in OnDevice; on the CPU device it must change nothing."""
+    articles = [json.loads(line) for line in (ROOT / "data" / "test.jsonl").read_text().splitlines()[:6]]
+    plain = Predictor.from_pretrained(tiny_model_dir)
+    wrapped = Predictor.from_pretrained(tiny_model_dir)
+    wrapped.model = OnDevice(wrapped.model, "cpu")
+    for a, b in zip(plain.predict_batch(articles), wrapped.predict_batch(articles)):
+        assert a.to_record() == b.to_record()
