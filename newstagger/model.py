@@ -192,9 +192,15 @@ class NewsTaggerModel(PreTrainedModel):
         x = self.context(self.context_norm(x), src_key_padding_mask=~segment_mask)
         boilerplate_logits = self.boilerplate_head(x).squeeze(-1)[:, 1:]  # the title is never boilerplate
 
-        # Content probability per segment; detached so the topic loss cannot bend the boilerplate head.
+        # Content weight per segment; detached so the topic loss cannot bend the boilerplate head.
+        # Training uses the soft probability; at inference a paragraph flagged as boilerplate (at the tuned
+        # threshold) is out of the topics altogether, so what the user sees flagged never drives a topic.
+        boilerplate_prob = torch.sigmoid(boilerplate_logits.detach().float())
         content = torch.ones_like(vectors[..., 0])
-        content[:, 1:] = 1 - torch.sigmoid(boilerplate_logits.detach().float()).to(content.dtype)
+        if self.training:
+            content[:, 1:] = (1 - boilerplate_prob).to(content.dtype)
+        else:
+            content[:, 1:] = (boilerplate_prob < self.config.boilerplate_threshold).to(content.dtype)
         values = self.topic_norm(vectors)
         scores = self.topic_attention(values) + torch.log(content.clamp(min=1e-4)).unsqueeze(-1)
         scores = scores.masked_fill(~segment_mask.unsqueeze(-1), torch.finfo(scores.dtype).min)

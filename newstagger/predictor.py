@@ -109,8 +109,24 @@ class Predictor:
         self.paragraphs_per_pass = paragraphs_per_pass
         self.evidence_per_topic = evidence_per_topic
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer's Rust object is not re-entrant
-        self.thresholds = np.array([model.config.topic_thresholds.get(label, 0.5) for label in self.labels])
-        self.boilerplate_threshold = float(model.config.boilerplate_threshold)
+
+    # Thresholds live in the model's config (saved in config.json); the model itself reads the boilerplate
+    # threshold too, to keep flagged paragraphs out of the topics.
+    @property
+    def thresholds(self) -> np.ndarray:
+        return np.array([self.config.topic_thresholds.get(label, 0.5) for label in self.labels])
+
+    @thresholds.setter
+    def thresholds(self, values) -> None:
+        self.config.topic_thresholds = {label: float(v) for label, v in zip(self.labels, values)}
+
+    @property
+    def boilerplate_threshold(self) -> float:
+        return float(self.config.boilerplate_threshold)
+
+    @boilerplate_threshold.setter
+    def boilerplate_threshold(self, value: float) -> None:
+        self.config.boilerplate_threshold = float(value)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, backend: str = "torch", batch_size: int = 32,

@@ -7,7 +7,8 @@ What makes it work:
   * the legacy TorchScript exporter (dynamo=False) with eager attention, so ONNX Runtime's BERT optimizer
     can fuse attention, LayerNorm and GELU into single kernels;
   * quant_pre_process on the fused graph before quantizing (quantizing a fused graph fails without it);
-  * per-channel weight scales (per-tensor int8 loses too much accuracy on this encoder).
+  * per-channel weight scales (per-tensor int8 loses too much accuracy on this encoder);
+  * the embedding layer left in fp32 (see QUANTIZED_OPS).
 
 The quantized graph is written once into the model folder (``onnx/encoder-int8.onnx``) or, when the
 folder is read-only, into a cache folder keyed by the weights' hash.
@@ -29,6 +30,9 @@ import numpy as np
 import torch
 
 ONNX_NAME = "encoder-int8.onnx"
+# The embedding layer stays fp32: quantizing it too was 5% faster on real_dev but moved topic macro-F1 by
+# 0.012 (4 decisions of 360 flipped); without it, 2 flipped and F1 stayed within 0.01 of fp32.
+QUANTIZED_OPS = ["MatMul", "Attention"]
 
 
 class _PooledEncoder(torch.nn.Module):
@@ -72,6 +76,7 @@ def export_int8(model, target: Path) -> Path:
             partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
             # Fused contrib ops hide some tensor types from shape inference; they are all float.
             quantize_dynamic(str(prepared), str(partial), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=QUANTIZED_OPS,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             os.replace(partial, target)
     finally:

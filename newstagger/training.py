@@ -119,14 +119,16 @@ def evaluate_articles(predictor: Predictor, articles: list[Article]) -> dict:
                              predictor.thresholds, predictor.boilerplate_threshold)
 
 
-def tune_thresholds(model: NewsTaggerModel, predictor: Predictor, validation: list[Article]) -> None:
-    """Per-label topic thresholds and the boilerplate threshold that maximise F1 on validation."""
-    topic_true, topic_prob, bp_true, bp_prob = score_split(predictor, validation)
-    model.config.topic_thresholds = {label: best_threshold(topic_true[:, i], topic_prob[:, i])
-                                     for i, label in enumerate(model.config.labels)}
-    model.config.boilerplate_threshold = best_threshold(bp_true, bp_prob)
-    predictor.thresholds = np.array([model.config.topic_thresholds[label] for label in predictor.labels])
-    predictor.boilerplate_threshold = model.config.boilerplate_threshold
+def tune_thresholds(predictor: Predictor, validation: list[Article]) -> None:
+    """The boilerplate threshold, then per-label topic thresholds, that maximise F1 on validation.
+
+    In that order: flagged paragraphs are kept out of the topics, so topic scores depend on the
+    boilerplate threshold. The thresholds are stored in the model's config (saved in config.json).
+    """
+    _, _, bp_true, bp_prob = score_split(predictor, validation)
+    predictor.boilerplate_threshold = best_threshold(bp_true, bp_prob)
+    topic_true, topic_prob, _, _ = score_split(predictor, validation)
+    predictor.thresholds = [best_threshold(topic_true[:, i], topic_prob[:, i]) for i in range(len(predictor.labels))]
 
 
 def is_trained(config: TrainingConfig) -> bool:
@@ -257,7 +259,7 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     # The Predictor packs its batches on the CPU: bring a model trained on a GPU back there (a no-op on CPU).
     model = trainer.model.cpu().eval()
     predictor = Predictor(model, tokenizer, batch_size=config.encoder_micro_batch)
-    tune_thresholds(model, predictor, validation)
+    tune_thresholds(predictor, validation)
     reports = {"validation": evaluate_articles(predictor, validation)}
     if test:
         reports["test"] = evaluate_articles(predictor, test)
