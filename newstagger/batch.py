@@ -48,7 +48,7 @@ STDIN_NAME = "<stdin>"
 # and tagging it would only stall the run.
 DEFAULT_MAX_PARAGRAPHS = 1000
 DEFAULT_MAX_PARAGRAPH_CHARS = 50_000
-DEFAULT_CHUNK_SIZE = 64
+DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are sorted and batched together
 
 SOURCE_FIELDS = ("source", "site", "outlet", "domain")
 UNDECODED_BYTE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a byte that is not UTF-8

@@ -97,7 +97,7 @@ class Predictor:
 
     def __init__(self, model, tokenizer, backend: str = "torch", batch_size: int = 32,
                  max_paragraphs: int = 2000, max_paragraph_chars: int = 100_000,
-                 paragraphs_per_pass: int = 256, evidence_per_topic: int = 3):
+                 paragraphs_per_pass: int = 4096, evidence_per_topic: int = 3):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = model.config
