@@ -157,8 +157,14 @@ def test_ray_jsonl_output_is_to_record(ray_instance, corpus, tiny_model_dir, tmp
     # An unfinished earlier run left a shard behind: it is cleared, not mixed in.
     output.mkdir()
     (output / "stale_000000.jsonl").write_text('{"id": "stale"}\n')
-    status = main(["--model", str(tiny_model_dir), str(folder), "--output", str(output), "--num-actors", "2",
-                   "--output-format", "jsonl", "--batch-size", "8"])
+    # through the top-level CLI: `predict.py --engine ray` hands its arguments to newstagger.ray_tagging
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("predict_cli", Path(__file__).resolve().parent.parent / "predict.py")
+    predict_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(predict_cli)
+    status = predict_cli.main(["--engine", "ray", "--model", str(tiny_model_dir), str(folder), "--output",
+                               str(output), "--num-actors", "2", "--output-format", "jsonl", "--batch-size", "8"])
     assert status == 1
     assert "errors: 5" in capsys.readouterr().err
     assert not (output / "stale_000000.jsonl").exists()
