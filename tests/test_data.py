@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from newstagger.data import (DEFAULT_LABELS, Article, BoilerplateAugmenter, DataError, attach_boilerplate,
+from newstagger.data import (Article, BoilerplateAugmenter, DataError, attach_boilerplate,
                              bank_units, corpus_counts, load_articles, load_bank)
 
 GOOD = {"id": "a1", "title": "T", "paragraphs": ["One.", "Two."], "boilerplate": [0, 1], "topics": ["diplomacy"]}

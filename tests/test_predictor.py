@@ -1,0 +1,62 @@
+"""The Predictor's public API: accepted article forms, the result record, and sharing one Predictor
+between threads."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import ROOT
+from newstagger.data import load_articles
+from newstagger.predictor import ArticleError, Predictor, split_paragraphs
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model_dir):
+    return Predictor.from_pretrained(tiny_model_dir)
+
+
+def test_every_article_form_gives_the_same_result(predictor):
+    paragraphs = ["Ministers met in Oslo.", "They signed an accord.", "Subscribe to our newsletter."]
+    forms = ["\n\n".join(paragraphs), "\n".join(paragraphs), paragraphs,
+             {"id": "x", "paragraphs": paragraphs}, {"id": "x", "text": "\n\n".join(paragraphs)}]
+    records = [predictor.predict(f).to_record() for f in forms]
+    for r in records:
+        r.pop("id")
+        assert r == records[0]
+    assert len(records[0]["paragraphs"]) == 3 and set(records[0]["topic_scores"]) == set(predictor.labels)
+    assert predictor.predict({"id": 7, "text": "One."}).id == "7"
+    assert split_paragraphs("a\n\n  \n\nb\nc") == ["a", "b c"]
+
+
+@pytest.mark.parametrize("bad, field", [("", "paragraphs"), ([], "paragraphs"), ({"id": "x"}, "paragraphs"),
+                                        ({"text": 5}, "text"), (3.5, "article"), (["ok", 4], "paragraphs")])
+def test_bad_articles_raise_a_clear_error(predictor, bad, field):
+    with pytest.raises(ArticleError, match=f"^{field}: "):
+        predictor.predict(bad)
+
+
+def test_limits_make_an_error_not_a_stall(tiny_model_dir):
+    small = Predictor.from_pretrained(tiny_model_dir, max_paragraphs=10, max_paragraph_chars=1000)
+    with pytest.raises(ArticleError, match="11 paragraphs, over the limit of 10"):
+        small.predict([f"Paragraph {i}." for i in range(11)])
+    results = small.predict_batch_safe(["x" * 1001, "Fine."])
+    assert isinstance(results[0], ArticleError) and "1001 characters" in str(results[0])
+    assert results[1].topic_scores  # the good article next to it is still tagged
+
+
+@pytest.mark.parametrize("backend", ["torch", "int8"])
+def test_threads_sharing_one_predictor_get_the_serial_results(tiny_model_dir, backend):
+    predictor = Predictor.from_pretrained(tiny_model_dir, backend=backend)
+    articles = load_articles(ROOT / "data" / "test.jsonl").articles[:24]
+    serial = [predictor.predict(a).to_record() for a in articles]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        # single calls and batch calls interleaved, many at once
+        singles = pool.map(lambda a: predictor.predict(a).to_record(), articles * 3)
+        batches = pool.map(lambda i: [r.to_record() for r in predictor.predict_batch(articles[i:i + 6])],
+                           range(0, 24, 6))
+        singles, batches = list(singles), [r for batch in batches for r in batch]
+    assert singles == serial * 3
+    for got, want in zip(batches, serial):  # batching may change scores in the last float digits only
+        assert got["topics"] == want["topics"] and got["evidence"] == want["evidence"]
+        assert [p["boilerplate"] for p in got["paragraphs"]] == [p["boilerplate"] for p in want["paragraphs"]]
+        assert max(abs(got["topic_scores"][k] - want["topic_scores"][k]) for k in want["topic_scores"]) < 1e-4
