@@ -307,27 +307,33 @@ def _row_id(row: dict, id_column: str | None, fallback: str, sanitize: bool = Fa
     return text
 
 
-def _record_from_row(row: dict, where: str, fallback_id: str, text_column: str | None, id_column: str | None,
-                     source: str) -> InputRecord:
-    """One JSON object or table row as an article. An explicit text column wins; otherwise our schema's
-    'paragraphs', then 'text'. A string is split into paragraphs, a list is taken as the paragraphs."""
+def article_from_record(row: dict, fallback_id: str, text_column: str | None = None,
+                        id_column: str | None = None) -> tuple[str, dict | None, str | None]:
+    """(id, article for the Predictor or None, "<field>: <problem>" or None) of one JSON object or table row.
+
+    An explicit text column wins; otherwise our schema's 'paragraphs', then 'text'. A string is split into
+    paragraphs, a list is taken as the paragraphs. The id is the id column's value, or ``fallback_id``
+    (file name and position) when it is missing or empty. The Ray engine follows the same rules.
+    """
     rid = _row_id(row, id_column, fallback_id)
     fields = [text_column, "paragraphs"] if text_column else ["paragraphs", "text"]
-    record = InputRecord(rid, where, None, None, _source_of(row, default=source))
     for name in fields:
         value = row.get(name)
         if value is None:
             continue
         if isinstance(value, str) and name != "paragraphs":
-            record.article = {"id": rid, "title": row.get("title") or "", "text": value}
-        elif isinstance(value, list):
-            record.article = {"id": rid, "title": row.get("title") or "", "paragraphs": value}
-        else:
-            expected = "a list of paragraph strings" if name == "paragraphs" else "text or a list of paragraphs"
-            record.error = f"{name}: expected {expected}, got {type(value).__name__}"
-        return record
-    record.error = f"{text_column or 'text'}: missing (the record has neither {fields[0]!r} nor {fields[1]!r})"
-    return record
+            return rid, {"id": rid, "title": row.get("title") or "", "text": value}, None
+        if isinstance(value, list):
+            return rid, {"id": rid, "title": row.get("title") or "", "paragraphs": value}, None
+        expected = "a list of paragraph strings" if name == "paragraphs" else "text or a list of paragraphs"
+        return rid, None, f"{name}: expected {expected}, got {type(value).__name__}"
+    return rid, None, f"{text_column or 'text'}: missing (the record has neither {fields[0]!r} nor {fields[1]!r})"
+
+
+def _record_from_row(row: dict, where: str, fallback_id: str, text_column: str | None, id_column: str | None,
+                     source: str) -> InputRecord:
+    rid, article, error = article_from_record(row, fallback_id, text_column, id_column)
+    return InputRecord(rid, where, article, error, _source_of(row, default=source))
 
 
 def _source_of(row: dict, default: str) -> str:

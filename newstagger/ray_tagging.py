@@ -61,6 +61,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("newstagger.ray_tagging needs Ray Data: pip install 'newstagger[ray]' "
                       f"(ray[data]==2.60.0) ({e})") from e
 
+from .batch import article_from_record  # noqa: E402  (the same record rules as predict.py's local engine)
+
 logger = logging.getLogger("newstagger")
 
 INPUT_EXTENSIONS = ["jsonl", "ndjson", "json", "jsonl.gz", "parquet"]
@@ -175,30 +177,6 @@ class ArticleRecordsDatasource(FileBasedDatasource):
         except Exception as e:  # a damaged file: keep the rows read so far, one error row for the rest
             yield {"source_path": path, "source_row": row + 1, "record": None,
                    "read_error": f"file: cannot read from this row on ({type(e).__name__}: {e})"}
-
-
-def article_from_record(record: dict, fallback_id: str, text_column: str | None = None,
-                        id_column: str | None = None) -> tuple[str, dict | None, str | None]:
-    """(id, article for the Predictor or None, "<field>: <problem>" or None) of one parsed record.
-
-    The rules of newstagger.batch: an explicit text column wins, else 'paragraphs', then 'text'; a string
-    is split into paragraphs, a list is taken as the paragraphs. The id is the id column's value, or the
-    fallback (file name and position) when it is missing or empty.
-    """
-    value = record.get(id_column or "id")
-    rid = fallback_id if value is None or isinstance(value, (dict, list)) or not str(value).strip() else str(value)
-    fields = [text_column, "paragraphs"] if text_column else ["paragraphs", "text"]
-    for name in fields:
-        value = record.get(name)
-        if value is None:
-            continue
-        if isinstance(value, str) and name != "paragraphs":
-            return rid, {"id": rid, "title": record.get("title") or "", "text": value}, None
-        if isinstance(value, list):
-            return rid, {"id": rid, "title": record.get("title") or "", "paragraphs": value}, None
-        expected = "a list of paragraph strings" if name == "paragraphs" else "text or a list of paragraphs"
-        return rid, None, f"{name}: expected {expected}, got {type(value).__name__}"
-    return rid, None, f"{text_column or 'text'}: missing (the record has neither {fields[0]!r} nor {fields[1]!r})"
 
 
 # ---------------------------------------------------------------------------------------------
