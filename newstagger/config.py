@@ -89,10 +89,6 @@ class TrainingConfig:
         return h.hexdigest()[:16]
 
 
-def _parse_value(text: str):
-    return yaml.safe_load(text)
-
-
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainingConfig:
     """Read a YAML config and apply ``key=value`` overrides (values parsed as YAML)."""
     values = {}
@@ -104,7 +100,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if "=" not in item:
             raise ValueError(f"override {item!r} is not key=value")
         key, text = item.split("=", 1)
-        values[key.strip()] = _parse_value(text)
+        values[key.strip()] = yaml.safe_load(text)
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{path or 'overrides'}: unknown config keys: {', '.join(unknown)}")

@@ -112,16 +112,15 @@ class OnnxInt8Encoder:
         lengths = attention_mask.sum(dim=1)
         order = torch.argsort(lengths, descending=True).numpy()
         ids, mask, lens = input_ids.numpy(), attention_mask.numpy(), lengths.numpy()
-        sums = np.zeros((len(order), 0), dtype=np.float32)
+        parts = []
         for start in range(0, len(order), self.micro_batch):
             idx = order[start:start + self.micro_batch]
             width = int(lens[idx].max())
             feed = {"input_ids": ids[idx, :width], "attention_mask": mask[idx, :width]}
             with self._lock:
-                out = self.session.run(None, feed)[0]
-            if sums.shape[1] == 0:
-                sums = np.zeros((len(order), out.shape[1]), dtype=np.float32)
-            sums[idx] = out
+                parts.append(self.session.run(None, feed)[0])
+        sums = np.empty((len(order), parts[0].shape[1]), dtype=np.float32)
+        sums[order] = np.concatenate(parts)  # back from length order to chunk order
         return torch.from_numpy(sums), lengths
 
 
