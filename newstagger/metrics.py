@@ -1,4 +1,5 @@
-"""Quality metrics for both tasks (scikit-learn underneath), threshold tuning, and the printed table.
+"""Evaluation in one place: scoring a labelled split with a Predictor, quality metrics for both tasks
+(scikit-learn underneath), threshold tuning, and the printed table.
 
 The report format, used by train.py's eval_report.json and ``python -m newstagger.evaluate --json``:
 
@@ -8,17 +9,23 @@ The report format, used by train.py's eval_report.json and ``python -m newstagge
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_fscore_support
+from sklearn.metrics import f1_score, precision_recall_curve, precision_recall_fscore_support
 
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+logger = logging.getLogger("newstagger")
+# A tuned threshold outside this range means validation cannot calibrate the model (see tune_thresholds).
+EDGE = (0.05, 0.95)
 
 
 def topic_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence[str],
                  thresholds: Sequence[float] | float = 0.5) -> dict:
     """y_true and y_prob: [articles, labels]."""
+    if len(y_true) == 0:  # no article with topics (a flags-only corpus)
+        return {"macro_f1": 0.0, "micro_f1": 0.0, "per_label": {label: {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                                                        "support": 0} for label in labels}}
     y_pred = (y_prob >= np.asarray(thresholds, dtype=float)).astype(int)
     y_true = y_true.astype(int)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0,
@@ -33,6 +40,8 @@ def topic_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence[str],
 
 def boilerplate_report(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict:
     """y_true and y_prob: flat, one entry per paragraph; boilerplate is the positive class."""
+    if len(y_true) == 0:  # no flagged articles (a topic-only corpus)
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     y_pred = (np.asarray(y_prob) >= threshold).astype(int)
     p, r, f, s = precision_recall_fscore_support(np.asarray(y_true, dtype=int), y_pred, average="binary",
                                                  zero_division=0)
@@ -40,13 +49,17 @@ def boilerplate_report(y_true: np.ndarray, y_prob: np.ndarray, threshold: float 
 
 
 def best_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
-    """The grid threshold that maximises F1; ties go to the one nearest 0.5 (least extreme)."""
-    y_true = np.asarray(y_true, dtype=int)
-    if y_true.sum() == 0:
+    """The threshold that maximises F1, exactly: the optimum over every distinct score, from
+    ``sklearn.metrics.precision_recall_curve``. The midpoint to the next lower score is returned, so a
+    decision does not hang on float rounding of one validation score. 0.5 when there is no positive."""
+    y_true, y_prob = np.asarray(y_true, dtype=int), np.asarray(y_prob, dtype=float)
+    if y_true.sum() == 0 or len(y_true) == 0:
         return 0.5
-    scores = [(f1_score(y_true, (y_prob >= t).astype(int), zero_division=0), -abs(t - 0.5), t)
-              for t in THRESHOLD_GRID]
-    return float(max(scores)[2])
+    precision, recall, thresholds = precision_recall_curve(y_true, y_prob)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    best = int(np.argmax(f1))
+    lower = y_prob[y_prob < thresholds[best]]
+    return float((thresholds[best] + lower.max()) / 2 if lower.size else thresholds[best])
 
 
 def evaluation_report(topic_true, topic_prob, bp_true, bp_prob, labels, topic_thresholds,
@@ -57,11 +70,90 @@ def evaluation_report(topic_true, topic_prob, bp_true, bp_prob, labels, topic_th
 
 def format_report(report: dict, title: str = "") -> str:
     lines = [title] if title else []
+    if "accuracy" in report["topics"]:
+        lines.append(f"{'topics accuracy':<16}{'':>20}{report['topics']['accuracy']:>10.3f}")
     lines.append(f"{'task':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for label, m in report["topics"]["per_label"].items():
         lines.append(f"{label:<16}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>10d}")
     lines.append(f"{'topics micro':<16}{'':>20}{report['topics']['micro_f1']:>10.3f}")
     lines.append(f"{'topics macro':<16}{'':>20}{report['topics']['macro_f1']:>10.3f}")
+    if "confusion" in report["topics"]:
+        names = list(report["topics"]["per_label"])
+        lines.append("confusion (rows: true, columns: predicted): " + " ".join(n[:10] for n in names))
+        for name, row in zip(names, report["topics"]["confusion"]):
+            lines.append(f"  {name[:14]:<14}" + "".join(f"{v:>8d}" for v in row))
     bp = report["boilerplate"]
     lines.append(f"{'boilerplate':<16}{bp['precision']:>10.3f}{bp['recall']:>10.3f}{bp['f1']:>10.3f}{bp['support']:>10d}")
     return "\n".join(lines)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a labelled split with a Predictor
+# ---------------------------------------------------------------------------------------------
+
+
+def score_split(predictor, articles):
+    """Stacked labels and probabilities of a labelled split, for thresholds and reports:
+    (topic_true [articles, labels], topic_prob [articles, labels], bp_true [paragraphs], bp_prob [paragraphs]).
+    Articles without topics or flags are left out of that task."""
+    scores = predictor.score(articles)
+    labels = predictor.labels
+    with_topics = [i for i, a in enumerate(articles) if a.topics is not None]
+    topic_true = np.array([[1 if label in articles[i].topics else 0 for label in labels] for i in with_topics],
+                          dtype=int).reshape(-1, len(labels))
+    topic_prob = np.stack([scores[i][0] for i in with_topics]) if with_topics else np.zeros((0, len(labels)))
+    flagged = [i for i, a in enumerate(articles) if a.boilerplate is not None]
+    bp_true = np.concatenate([np.asarray(articles[i].boilerplate) for i in flagged] or [np.zeros(0)])
+    bp_prob = np.concatenate([scores[i][1] for i in flagged] or [np.zeros(0)])
+    return topic_true, topic_prob, bp_true, bp_prob
+
+
+def single_label_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence[str]) -> dict:
+    """One topic per article: y_true [articles, labels] one-hot, y_prob [articles, labels]; the prediction
+    is the likeliest label. Accuracy, macro-F1, per-label precision/recall/F1 and the confusion table
+    (rows: true label, columns: predicted)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix
+
+    true, pred = np.asarray(y_true).argmax(axis=1), np.asarray(y_prob).argmax(axis=1)
+    ids = list(range(len(labels)))
+    p, r, f, n = precision_recall_fscore_support(true, pred, labels=ids, zero_division=0)
+    return {"accuracy": float(accuracy_score(true, pred)),
+            "macro_f1": float(f1_score(true, pred, labels=ids, average="macro", zero_division=0)),
+            "micro_f1": float(f1_score(true, pred, labels=ids, average="micro", zero_division=0)),
+            "per_label": {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                  "support": int(n[i])} for i, label in enumerate(labels)},
+            "confusion": confusion_matrix(true, pred, labels=ids).tolist()}
+
+
+def evaluate_articles(predictor, articles) -> dict:
+    """The report (see the module docstring) of a Predictor on labelled articles, at its thresholds."""
+    topic_true, topic_prob, bp_true, bp_prob = score_split(predictor, articles)
+    report = evaluation_report(topic_true, topic_prob, bp_true, bp_prob, predictor.labels,
+                               predictor.thresholds, predictor.boilerplate_threshold)
+    if predictor.config.problem_type == "single_label_classification" and len(topic_true):
+        report["topics"] = single_label_report(topic_true, topic_prob, predictor.labels)
+    return report
+
+
+def tune_thresholds(predictor, validation) -> list[str]:
+    """Set the boilerplate threshold, then per-label topic thresholds, that maximise F1 on validation.
+
+    In that order: flagged paragraphs are kept out of the topics, so topic scores depend on the
+    boilerplate threshold. The thresholds are stored in the model's config (saved in config.json).
+    Returns warnings for thresholds at the edge of (0.05, 0.95): validation that far from 0.5 cannot
+    calibrate the model for real text (the split is too easy or too unlike it), which is a problem to fix,
+    not a result."""
+    _, _, bp_true, bp_prob = score_split(predictor, validation)
+    named = {}
+    if bp_true.sum() > 0:  # without flags in validation, a model started from a trained one keeps its threshold
+        predictor.boilerplate_threshold = named["boilerplate"] = best_threshold(bp_true, bp_prob)
+    topic_true, topic_prob, _, _ = score_split(predictor, validation)
+    if predictor.config.problem_type != "single_label_classification" and len(topic_true):
+        predictor.thresholds = [best_threshold(topic_true[:, i], topic_prob[:, i]) for i in range(len(predictor.labels))]
+        named.update(zip(predictor.labels, predictor.thresholds))
+    warnings = [f"threshold for {name} is {value:.3f}, at the edge of ({EDGE[0]}, {EDGE[1]}): validation "
+                "cannot calibrate it" for name, value in named.items() if not EDGE[0] <= value <= EDGE[1]]
+    for w in warnings:
+        logger.warning(w)
+    return warnings

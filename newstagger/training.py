@@ -21,10 +21,11 @@ from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, Training
 
 from .config import TrainingConfig, resolve_base_model
 from .data import Article, BoilerplateAugmenter, load_articles, load_bank, mix_articles
-from .metrics import best_threshold, evaluation_report, format_report
-from .model import NewsTaggerModel, pack_articles
+from .metrics import evaluate_articles, evaluation_report, format_report, tune_thresholds
+from .model import NewsTaggerModel, pack_articles, pack_vectors
 from .model_card import write_model_card
 from .predictor import Predictor
+from .vectors import VectorCache
 
 logger = logging.getLogger("newstagger")
 FINGERPRINT_FILE = "training_config.json"
@@ -57,21 +58,26 @@ class ArticleDataset(torch.utils.data.Dataset):
 
 @dataclasses.dataclass
 class ArticleCollator:
-    """Packs variable-length articles into one batch (see model.pack_articles)."""
+    """Packs variable-length articles into one batch: tokens (model.pack_articles), or, with a frozen
+    encoder, their cached paragraph vectors (model.pack_vectors)."""
     tokenizer: object
     labels: list[str]
     max_paragraph_tokens: int
+    vectors: object = None  # a vectors.VectorCache in the frozen mode
 
     def __call__(self, articles):
+        if self.vectors is not None:
+            return pack_vectors(self.vectors, articles, self.labels)
         return pack_articles(self.tokenizer, articles, self.labels, self.max_paragraph_tokens)
 
 
 def make_compute_metrics(labels):
     def compute_metrics(eval_pred):
         bp_logits, topic_logits = eval_pred.predictions
-        bp_labels, topic_labels = eval_pred.label_ids
+        bp_labels, topic_labels, topic_mask = eval_pred.label_ids
         known = bp_labels >= 0
-        report = evaluation_report(topic_labels, 1 / (1 + np.exp(-topic_logits)), bp_labels[known],
+        rows = topic_mask.astype(bool)
+        report = evaluation_report(topic_labels[rows], 1 / (1 + np.exp(-topic_logits[rows])), bp_labels[known],
                                    1 / (1 + np.exp(-bp_logits[known])), labels, 0.5, 0.5)
         topic_f1, bp_f1 = report["topics"]["macro_f1"], report["boilerplate"]["f1"]
         # One number for early stopping and best-model selection: both tasks count equally.
@@ -102,33 +108,68 @@ class NewsTaggerTrainer(Trainer):
         return self.optimizer
 
 
-def score_split(predictor: Predictor, articles: list[Article]):
-    """Stacked labels and probabilities of a labelled split, for thresholds and reports."""
-    scores = predictor.score(articles)
-    labels = predictor.labels
-    topic_true = np.array([[1 if label in a.topics else 0 for label in labels] for a in articles])
-    topic_prob = np.stack([s[0] for s in scores])
-    bp_true = np.concatenate([np.asarray(a.boilerplate) for a in articles])
-    bp_prob = np.concatenate([s[1] for s in scores])
-    return topic_true, topic_prob, bp_true, bp_prob
+def infer_labels(articles: list[Article]) -> list[str]:
+    """The labels of a training set, most frequent first; prints their counts."""
+    from collections import Counter
+
+    counts = Counter(t for a in articles for t in (a.topics or []))
+    if not counts:
+        return []
+    print(f"labels inferred from the training data ({len(counts)}):")
+    for label, n in counts.most_common():
+        print(f"  {label:<30}{n:>7}")
+    return [label for label, _ in counts.most_common()]
 
 
-def evaluate_articles(predictor: Predictor, articles: list[Article]) -> dict:
-    topic_true, topic_prob, bp_true, bp_prob = score_split(predictor, articles)
-    return evaluation_report(topic_true, topic_prob, bp_true, bp_prob, predictor.labels,
-                             predictor.thresholds, predictor.boilerplate_threshold)
+def resolve_problem_type(problem_type: str, articles: list[Article]) -> str:
+    """multi_label_classification or single_label_classification ("auto": single-label when every
+    labelled article has exactly one topic)."""
+    choices = ("multi_label_classification", "single_label_classification")
+    if problem_type == "auto":
+        labelled = [a for a in articles if a.topics is not None]
+        single = bool(labelled) and all(len(a.topics) == 1 for a in labelled)
+        problem_type = choices[1] if single else choices[0]
+        logger.warning("problem_type auto: %s", problem_type)
+    if problem_type not in choices:
+        from .data import DataError
+
+        raise DataError([f"problem_type: {problem_type!r} is not one of {', '.join(choices)} or 'auto'"])
+    return problem_type
 
 
-def tune_thresholds(predictor: Predictor, validation: list[Article]) -> None:
-    """The boilerplate threshold, then per-label topic thresholds, that maximise F1 on validation.
+def carve_validation(articles: list[Article], share: float, seed: int) -> tuple[list[Article], list[Article]]:
+    """(train, validation): a seeded split stratified by label combination (plain seeded when a
+    combination is too rare to stratify)."""
+    from sklearn.model_selection import train_test_split
 
-    In that order: flagged paragraphs are kept out of the topics, so topic scores depend on the
-    boilerplate threshold. The thresholds are stored in the model's config (saved in config.json).
-    """
-    _, _, bp_true, bp_prob = score_split(predictor, validation)
-    predictor.boilerplate_threshold = best_threshold(bp_true, bp_prob)
-    topic_true, topic_prob, _, _ = score_split(predictor, validation)
-    predictor.thresholds = [best_threshold(topic_true[:, i], topic_prob[:, i]) for i in range(len(predictor.labels))]
+    keys = ["|".join(sorted(a.topics)) if a.topics is not None else "?" for a in articles]
+    try:
+        train, validation = train_test_split(articles, test_size=share, random_state=seed, stratify=keys)
+    except ValueError:  # a combination with a single article
+        train, validation = train_test_split(articles, test_size=share, random_state=seed)
+    return list(train), list(validation)
+
+
+def check_trainable(config: TrainingConfig, train: list[Article], validation: list[Article]) -> None:
+    """Refuse, before any epoch, a corpus that cannot train what the config asks."""
+    from .data import DataError
+
+    problems = []
+    for name, split in (("train", train), ("validation", validation)):
+        if not split:
+            problems.append(f"{getattr(config, name + '_file')}: {name} split is empty")
+    if train:
+        if all(a.topics is None for a in train) and all(a.boilerplate is None for a in train):
+            problems.append(f"{config.train_file}: no record has topics or boilerplate flags")
+        if any(a.topics is not None for a in train):
+            for label in config.labels:
+                if not any(label in (a.topics or []) for a in train):
+                    problems.append(f"{config.train_file}: topics: label {label!r} has no positive example "
+                                    "(drop it from labels, or add articles about it)")
+    if config.encoder_mode not in ("finetune", "frozen"):
+        problems.append(f"encoder_mode: {config.encoder_mode!r} is not 'finetune' or 'frozen'")
+    if problems:
+        raise DataError(problems)
 
 
 def is_trained(config: TrainingConfig) -> bool:
@@ -141,15 +182,22 @@ def is_trained(config: TrainingConfig) -> bool:
 
 
 def data_files(config: TrainingConfig):
-    return [config.train_file, config.validation_file, config.test_file, config.boilerplate_bank]
+    init = str(Path(config.init_from) / "model.safetensors") if config.init_from else None
+    return [config.train_file, config.validation_file, config.test_file, config.boilerplate_bank, init]
 
 
 def save_folder_atomically(output_dir: Path, write) -> None:
     """Call write(tmp_dir), then swap tmp_dir into place: the folder appears whole or not at all."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = output_dir.with_name(f".{output_dir.name}.partial-{uuid.uuid4().hex[:8]}")
+    # folders of saves interrupted by a crash or kill (never the folder itself)
+    for stale in output_dir.parent.glob(f".{output_dir.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in output_dir.parent.glob(f".{output_dir.name}.old-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         write(tmp)
+        _readable_as_umask_allows(tmp)
         if output_dir.exists():
             old = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(output_dir, old)
@@ -159,6 +207,16 @@ def save_folder_atomically(output_dir: Path, write) -> None:
             os.replace(tmp, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _readable_as_umask_allows(folder: Path) -> None:
+    """Files written through temporary files can be 0600; give them the mode a plain write would have,
+    so a service running as another user can read the model."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def build_augmenter(config: TrainingConfig, train: list[Article], seed: int):
@@ -181,32 +239,61 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
         torch.set_num_threads(config.num_threads)
     set_seed(config.seed)
 
-    labels = list(config.labels)
+    labels = list(config.labels) or None  # none configured: inferred from the training data
     train_articles = load_articles(config.train_file, labels).articles
-    validation = load_articles(config.validation_file, labels).articles
+    if labels is None:
+        labels = infer_labels(train_articles)
+        config = dataclasses.replace(config, labels=labels)
+    if config.validation_file:
+        validation = load_articles(config.validation_file, labels).articles
+    else:
+        train_articles, validation = carve_validation(train_articles, config.validation_share, config.seed)
+        logger.warning("no validation_file: %d articles of %s carved out as validation (stratified, seed %d)",
+                       len(validation), config.train_file, config.seed)
     test = load_articles(config.test_file, labels).articles if config.test_file else []
     logger.warning("data: %d train, %d validation, %d test articles", len(train_articles), len(validation), len(test))
+    problem_type = resolve_problem_type(config.problem_type, train_articles)
+    check_trainable(config, train_articles, validation)
 
-    base = resolve_base_model(config.base_model)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = NewsTaggerModel.from_base(
-        base, labels, random_encoder=config.random_encoder,
-        max_paragraph_tokens=config.max_paragraph_tokens, max_positions=config.max_positions,
-        context_layers=config.context_layers, context_heads=config.context_heads, dropout=config.dropout,
-        boilerplate_loss_weight=config.boilerplate_loss_weight, topic_loss_weight=config.topic_loss_weight,
-        boilerplate_pos_weight=config.boilerplate_pos_weight, topic_pos_weight=config.topic_pos_weight,
-        encoder_micro_batch=config.encoder_micro_batch)
+    if config.init_from:
+        # Keep a trained model's encoder, context layer and boilerplate head; a fresh topic head for these labels.
+        model = NewsTaggerModel.from_trained(config.init_from, labels, problem_type)
+        tokenizer = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=False)
+        if not any(a.boilerplate is not None for a in train_articles):
+            # No flags to learn from: the boilerplate judgement stays exactly as trained, and topic pooling
+            # still ignores what it flags, so this corpus's outlet appeals never leak into its topics.
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad_(name.startswith("topic_"))
+    else:
+        base = resolve_base_model(config.base_model)
+        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+        model = NewsTaggerModel.from_base(base, random_encoder=config.random_encoder, problem_type=problem_type,
+                                          **config.model_kwargs())
     # The encoder's pooler (BERT's [CLS] dense layer) runs but never reaches the loss (paragraphs are
     # mean-pooled), so it never gets a gradient: freeze it, or DDP (find_unused_parameters=False) fails.
     if getattr(model.encoder, "pooler", None) is not None:
         model.encoder.pooler.requires_grad_(False)
+    if config.freeze_encoder_layers and not config.init_from:
+        model.encoder.embeddings.requires_grad_(False)
+        for layer in model.encoder.encoder.layer[:config.freeze_encoder_layers]:
+            layer.requires_grad_(False)
+    vectors = None
+    if config.encoder_mode == "frozen":
+        # Fast mode: every text training can see (articles, and the bank entries augmentation adds) is
+        # encoded once; the encoder then takes no part in training.
+        model.encoder.requires_grad_(False)
+        vectors = VectorCache(model, tokenizer, config.max_paragraph_tokens, config.encoder_micro_batch,
+                              config.vector_cache_dir)
+        bank = load_bank(config.boilerplate_bank) if config.augment and config.boilerplate_bank else []
+        vectors.add([t for a in train_articles + validation for t in (a.title, *a.paragraphs)] +
+                    [e.text for e in bank])
 
     checkpoints = output_dir.with_name(output_dir.name + "-checkpoints")
     # Launched by torchrun / accelerate launch (WORLD_SIZE > 1) on a machine without CUDA: tell Trainer to
     # use CPU DDP over gloo. Without use_cpu, accelerate finds no GPU backend and each process would train
     # alone on the whole data set and write the model folder.
     cpu_ddp = _launched_world_size() > 1 and not torch.cuda.is_available()
-    args = TrainingArguments(
+    args = TrainingArguments(**{**dict(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -227,14 +314,14 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
         seed=config.seed,
         bf16=config.bf16,
         remove_unused_columns=False,
-        label_names=["boilerplate_labels", "topic_labels"],
+        label_names=["boilerplate_labels", "topic_labels", "topic_mask"],
         report_to=[],
         dataloader_pin_memory=False,
         save_only_model=False,
         ddp_find_unused_parameters=False,
-        use_cpu=cpu_ddp,
+        use_cpu=cpu_ddp or (config.bf16 and not torch.cuda.is_available()),  # bf16 autocast on a CPU
         ddp_backend="gloo" if cpu_ddp else None,
-    )
+    ), **config.trainer})  # any other TrainingArguments option (or a different value), from the config's trainer:
     rank = args.process_index  # set up by TrainingArguments (torchrun, accelerate launch or mpirun)
     seen_ids = os.environ.get("NEWSTAGGER_SEEN_IDS_DIR")
     trainer = NewsTaggerTrainer(
@@ -244,7 +331,7 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
                                      mix_probability=config.mix_probability if config.augment else 0.0,
                                      seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None),
         eval_dataset=ArticleDataset(validation),
-        data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens),
+        data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens, vectors),
         compute_metrics=make_compute_metrics(labels),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
         head_learning_rate=config.head_learning_rate,
@@ -259,7 +346,7 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     # The Predictor packs its batches on the CPU: bring a model trained on a GPU back there (a no-op on CPU).
     model = trainer.model.cpu().eval()
     predictor = Predictor(model, tokenizer, batch_size=config.encoder_micro_batch)
-    tune_thresholds(predictor, validation)
+    threshold_warnings = tune_thresholds(predictor, validation)
     reports = {"validation": evaluate_articles(predictor, validation)}
     if test:
         reports["test"] = evaluate_articles(predictor, test)
@@ -269,16 +356,17 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     fingerprint = {"fingerprint": config.fingerprint(data_files(config)), "config": dataclasses.asdict(config)}
 
     def write(folder: Path):
-        model.config.encoder_micro_batch = config.encoder_micro_batch
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         (folder / "eval_report.json").write_text(json.dumps(
             {**reports, "thresholds": {"topics": model.config.topic_thresholds,
-                                       "boilerplate": model.config.boilerplate_threshold}}, indent=2))
+                                       "boilerplate": model.config.boilerplate_threshold},
+             "threshold_warnings": threshold_warnings}, indent=2))
         (folder / FINGERPRINT_FILE).write_text(json.dumps(fingerprint, indent=2))
-        write_model_card(folder, model.config, config, reports,
-                         {"train": len(train_articles), "validation": len(validation), "test": len(test)},
-                         trainer.state)
+        label_counts = {label: sum(label in (a.topics or []) for a in train_articles) for label in labels}
+        write_model_card(folder, output_dir, model.config, config, reports,
+                         {"train": len(train_articles), "validation": len(validation), "test": len(test),
+                          "label_counts": label_counts}, trainer.state)
 
     save_folder_atomically(output_dir, write)
     logger.warning("model saved to %s", output_dir)

