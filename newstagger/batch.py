@@ -1,361 +1,249 @@
-"""Tag a corpus of articles: the engine behind predict.py, usable from Python too.
+"""Tag a corpus: the options both engines share, the run summary, and the local engine behind
+``newstagger tag`` (and ``predict.py``).
 
     from newstagger.batch import tag_files
-    counts = tag_files("runs/default", ["corpus.jsonl", "more/"], "tags.jsonl", resume=True)
-    print(counts.summary())
+    summary = tag_files("runs/default", ["corpus.jsonl", "more/"], "tags.jsonl", resume=True)
+    print(summary.summary())
 
-Inputs: JSONL (our schema, or records with a text field), CSV and Parquet (a text column and an optional
-id column), .txt files (one article each), folders of .txt files (sorted, nothing else read) and "-" (JSONL
-on stdin). They are read lazily and tagged in chunks of ``chunk_size`` articles (one
-Predictor.predict_batch_safe call each, so paragraphs of many articles share encoder batches).
+Inputs are read by newstagger.inputs (JSONL, CSV, Parquet, .txt, folders, stdin, URIs) and turned into
+articles by its one record rule, with the run's Limits. They are tagged in chunks of ``chunk_size`` articles
+(one Predictor call each, so paragraphs of many articles share encoder micro-batches of ``batch_size``).
 
 Every input record gives exactly one output record, in input order: ``TaggingResult.to_record()``, or
 ``{"id", "error": "<file>:<line>: <field>: <problem>"}`` when it cannot be read or tagged; the run goes on.
-Records without an id get ``<file name>:<line or row>`` (a .txt file: its file name).
 
 Output is appended record by record (flushed each record, fsync'ed each chunk), so a killed run loses at
-most the records in flight; ``resume=True`` repairs a torn last line, counts the N complete records and
-skips the first N input records (input order is deterministic).
+most the records in flight. ``resume=True`` first checks that the output is a newstagger output of these
+inputs (every line one of our records, its first and last ids those of the matching input records), then
+drops a torn last line, and skips the records already written (input order is deterministic). The output
+is checked before the model loads: not a folder, its folder present and writable, not the same file as an
+input (device and inode, so hard links and symlinks count), and a file inside an input folder is not read.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-import re
+import stat
 import sys
 import time
 from array import array
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .predictor import ArticleError, Predictor, TaggingResult, as_article
+from .inputs import (SOURCE_FIELDS, STDIN, Article, ArticleError, Columns, InputError, Limits, Position,
+                     check_inputs, is_uri, iter_articles)
 
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")  # .json is read as JSON lines, as newstagger.data does
-TABLE_SUFFIXES = (".csv", ".parquet")
-STDIN = "-"
-STDIN_NAME = "<stdin>"
-
-# Limits for the CLI. Real news articles have tens of paragraphs of at most a few thousand characters;
-# beyond these the "article" is a scraping accident (a whole site, a page without paragraph breaks),
-# and tagging it would only stall the run.
-DEFAULT_MAX_PARAGRAPHS = 1000
-DEFAULT_MAX_PARAGRAPH_CHARS = 50_000
 DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are sorted and batched together
-
-SOURCE_FIELDS = ("source", "site", "outlet", "domain")
-UNDECODED_BYTE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a byte that is not UTF-8
-
-
-class InputError(ValueError):
-    """A problem with the run itself (model, input files, output file, options), found before any record
-    is written: the CLI prints it and exits with status 2."""
+DEFAULT_BATCH_SIZE = 32  # encoder micro-batch: paragraph chunks per encoder call
+DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass
-class InputRecord:
-    id: str
-    where: str  # "<file>:<line or row>" (a .txt file: "<file>" or "<file>:<line>"), prefixes error messages
-    article: dict | None  # {"id", "title", "paragraphs" or "text"}, as Predictor accepts; None if unreadable
-    error: str | None = None  # "<field>: <problem>" when the record cannot be read
-    source: str = ""  # the outlet it comes from, for --site-repeat
+class TagOptions:
+    """Everything a tagging run is told, for either engine (built by the CLI, or in Python)."""
+    model: object  # a model folder, or (local engine) a ready Predictor
+    inputs: Sequence[str]
+    output: str | None = None  # local: a file, None or "-" for stdout; Ray: a folder
+    engine: str = "local"
+    resume: bool = False
+    overwrite: bool = False
+    pretty: bool = False
+    columns: Columns = field(default_factory=Columns)
+    limits: Limits = field(default_factory=Limits)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # articles per Predictor call (Ray: per actor call)
+    batch_size: int = DEFAULT_BATCH_SIZE  # encoder micro-batch, paragraph chunks
+    backend: str = "torch"
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto
+    num_threads: int | None = None  # torch threads per Predictor (Ray: per actor; default 1 there)
+    site_repeat: bool = False
+    site_repeat_min: int = 3
+    progress: bool | None = None  # None: a bar when stderr is a terminal the output does not go to
+    # Ray only
+    ray_address: str | None = None
+    num_actors: int | None = None
+    output_format: str = "parquet"
+    rows_per_file: int | None = 10_000
+
+    def __post_init__(self):
+        self.inputs = [str(i) for i in self.inputs]
+        if self.output == STDIN:
+            self.output = None
+        for name in ("chunk_size", "batch_size", "site_repeat_min", "num_threads", "num_actors", "rows_per_file"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, not {value!r}")
+        if self.engine not in ("local", "ray"):
+            raise InputError(f"--engine must be local or ray, not {self.engine!r}")
+        if self.backend not in ("torch", "int8"):
+            raise InputError(f"--backend must be torch or int8, not {self.backend!r}")
+        if self.device.split(":")[0] not in DEVICES:
+            raise InputError(f"--device must be cpu, cuda, cuda:N or auto, not {self.device!r}")
+        if self.backend == "int8" and self.device.startswith("cuda"):
+            raise InputError("--backend int8 runs on the CPU; use --device cpu (or the torch backend on a GPU)")
+        if self.resume and self.overwrite:
+            raise InputError("--resume and --overwrite contradict each other")
+        if self.site_repeat and self.site_repeat_min < 2:
+            raise InputError("--site-repeat-min must be at least 2 (1 would flag every paragraph)")
+        if self.engine == "local":
+            if self.resume and self.output is None:
+                raise InputError("--resume needs --output FILE (output to stdout cannot be resumed)")
+            if self.resume and self.pretty:
+                raise InputError("--resume works with JSONL output only, not --pretty")
+            if self.site_repeat and STDIN in self.inputs:
+                raise InputError("--site-repeat reads the inputs twice, which stdin cannot do; pass files")
+            if self.ray_address or self.num_actors:
+                raise InputError("--ray-address and --num-actors work with --engine ray only")
 
 
 @dataclass
-class BatchCounts:
+class RunSummary:
+    """What a run did, for either engine; ``summary()`` is the line the CLI prints on stderr."""
     records: int = 0  # records in the output, including those of an earlier run (resumed)
     tagged: int = 0
     errors: int = 0
     resumed: int = 0  # records already in the output when this run started
     paragraphs: int = 0  # paragraphs tagged by this run
     seconds: float = 0.0  # this run's reading and tagging time
+    startup_seconds: float = 0.0  # Ray: connecting to or starting Ray
     first_error: str | None = None  # of this run, shown in the summary so a failure is visible at once
+    output: str = ""
+    skipped: bool = False  # Ray: the output folder was already complete
+    options: dict = field(default_factory=dict)
 
     @property
     def exit_status(self) -> int:
+        """1 when any record in the output is an error record, else 0 (see newstagger.cli for all codes)."""
         return 1 if self.errors else 0
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"{self.output}: already complete: nothing to do"
         new = self.records - self.resumed
         rate = new / self.seconds if self.seconds > 0 else 0.0
         resumed = f" ({self.resumed} from the earlier run)" if self.resumed else ""
         line = (f"records: {self.records}{resumed}, tagged: {self.tagged}, errors: {self.errors}, "
                 f"{rate:.1f} articles/s")
+        if self.startup_seconds:
+            line += f" (start-up {self.startup_seconds:.1f} s not included)"
         if self.first_error:
             line += f"; first error: {self.first_error}"
         return line
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading inputs
+# The model on a device, and tagging one chunk
 # ---------------------------------------------------------------------------------------------
 
 
-def check_inputs(inputs: Sequence[str | Path], text_column: str | None, id_column: str | None) -> list[str]:
-    """Fail early, before the model loads, on inputs that cannot be read at all."""
-    if not inputs:
-        raise InputError("no input given")
-    checked = []
-    for item in inputs:
-        name = str(item)
-        checked.append(name)
-        if name == STDIN:
-            continue
-        path = Path(name)
-        if not path.exists():
-            raise InputError(f"{name}: no such file or folder")
-        if path.is_dir():
-            if not _txt_files(path):
-                raise InputError(f"{name}: folder holds no .txt files (only *.txt files of a folder are read)")
-            continue
-        if not os.access(path, os.R_OK):
-            raise InputError(f"{name}: not readable (permission denied)")
-        suffix = path.suffix.lower()
-        if suffix in TABLE_SUFFIXES:
-            _check_columns(path, _table_columns(path), text_column, id_column)
-        elif suffix not in JSONL_SUFFIXES + (".txt",):
-            raise InputError(f"{name}: unsupported file type {suffix or '(none)'!r} "
-                             "(expected .jsonl, .csv, .parquet, .txt, a folder of .txt files, or - for stdin)")
-    return checked
+class OnDevice:
+    """Wraps a NewsTaggerModel so that the Predictor (which packs batches on the CPU) runs it on a device:
+    inputs go to the device, outputs come back to the CPU."""
+
+    def __init__(self, model, device):
+        import torch
+
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config = model.config
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def __getattr__(self, name):  # topic_probabilities and the like
+        return getattr(self.model, name)
+
+    def __call__(self, **batch):
+        import torch
+
+        moved = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        out = self.model(**moved)
+        for key, value in list(out.items()):
+            if isinstance(value, torch.Tensor):
+                out[key] = value.cpu()
+        return out
 
 
-def _txt_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device is available here")
+    return device
 
 
-def _table_columns(path: Path) -> list[str]:
+def load_predictor(model, *, backend: str = "torch", batch_size: int = DEFAULT_BATCH_SIZE,
+                   num_threads: int | None = None, limits: Limits = Limits(), device: str = "cpu"):
+    """A Predictor: ``model`` itself when it is one, else loaded from the folder with these runtime
+    settings. Raises InputError for a folder that cannot load or a device that is not there."""
+    from .predictor import Predictor
+
+    if isinstance(model, Predictor):
+        return model
+    folder = Path(model)
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: not a model folder (no config.json); train one with newstagger train")
+    device = resolve_device(device)
     try:
-        if path.suffix.lower() == ".csv":
-            with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
-                return next(csv.reader(f), [])
-        import pyarrow.parquet as pq
-
-        return list(pq.ParquetFile(path).schema_arrow.names)
-    except Exception as e:  # csv.Error, pyarrow's ArrowInvalid, OSError... for a file that makes no sense
-        raise InputError(f"{path}: cannot read as {path.suffix.lower()[1:].upper()} ({e})") from e
-
-
-def _check_columns(path: Path, columns: list[str], text_column: str | None, id_column: str | None) -> None:
-    shown = ", ".join(columns[:20])
-    if text_column is not None and text_column not in columns:
-        raise InputError(f"{path}: no column {text_column!r} for --text-column (columns: {shown})")
-    if text_column is None and "text" not in columns and "paragraphs" not in columns:
-        raise InputError(f"{path}: no 'text' or 'paragraphs' column; name the text column with "
-                         f"--text-column (columns: {shown})")
-    if id_column is not None and id_column not in columns:
-        raise InputError(f"{path}: no column {id_column!r} for --id-column (columns: {shown})")
+        predictor = Predictor.from_pretrained(folder, backend=backend, batch_size=batch_size,
+                                              num_threads=num_threads, limits=limits)
+    except Exception as e:  # a damaged folder, an unknown backend, a missing optional dependency...
+        raise InputError(f"{folder}: cannot load the model ({type(e).__name__}: {e})") from e
+    if device != "cpu":
+        predictor.model = OnDevice(predictor.model, device)
+    return predictor
 
 
-def iter_records(inputs: Sequence[str], text_column: str | None = None,
-                 id_column: str | None = None) -> Iterator[InputRecord]:
-    """Every record of every input, lazily and in order. Never raises for bad data: a record that cannot
-    be read comes with its error, and a file that becomes unreadable midway yields one error record."""
-    for name in inputs:
-        if name == STDIN:
-            yield from _jsonl_records(sys.stdin.buffer, STDIN_NAME, STDIN_NAME, text_column, id_column)
-            continue
-        path = Path(name)
-        suffix = path.suffix.lower()
-        if path.is_dir():
-            for txt in _txt_files(path):
-                yield _txt_record(txt, source=name)
-        elif suffix == ".txt":
-            yield _txt_record(path, source=name)
-        elif suffix in TABLE_SUFFIXES:
-            yield from _table_records(path, text_column, id_column)
-        else:
-            with open(path, "rb") as f:
-                yield from _jsonl_records(f, name, path.name, text_column, id_column)
-
-
-def _jsonl_records(stream: IO[bytes], where: str, id_prefix: str, text_column: str | None,
-                   id_column: str | None) -> Iterator[InputRecord]:
-    for lineno, raw in enumerate(stream, start=1):
-        if not raw.strip():
-            continue  # blank lines are not records (line numbers still count them)
-        fallback_id = f"{id_prefix}:{lineno}"
-        here = f"{where}:{lineno}"
-        try:
-            row = json.loads(raw.decode("utf-8-sig"))
-        except UnicodeDecodeError as e:
-            yield InputRecord(fallback_id, here, None, f"record: not valid UTF-8 ({e.reason} at byte {e.start})")
-            continue
-        except json.JSONDecodeError as e:
-            yield InputRecord(fallback_id, here, None, f"record: invalid JSON ({e.msg} at column {e.colno})")
-            continue
-        if not isinstance(row, dict):
-            yield InputRecord(fallback_id, here, None, f"record: expected a JSON object, got {type(row).__name__}")
-            continue
-        if b"\\u" in raw and _has_lone_surrogate(row):
-            # JSON may escape half of a UTF-16 pair ("\ud800"); such a string is not Unicode text and
-            # would break the tokenizer and the UTF-8 output.
-            yield InputRecord(_row_id(row, id_column, fallback_id, sanitize=True), here, None,
-                              "record: holds an unpaired UTF-16 surrogate escape (not valid Unicode)")
-            continue
-        yield _record_from_row(row, here, fallback_id, text_column, id_column, source=where)
-
-
-def _has_lone_surrogate(row: dict) -> bool:
+def tag_articles(predictor, articles: Sequence[Article]) -> list:
+    """A TaggingResult or an ArticleError for each article, in order. One batch call; if something the
+    article checks did not foresee breaks it, the articles are tagged one by one so only the culprit fails."""
+    if not articles:
+        return []
     try:
-        json.dumps(row, ensure_ascii=False).encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
-
-
-def _txt_record(path: Path, source: str) -> InputRecord:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        return InputRecord(path.name, str(path), None, f"file: cannot read ({e.strerror or e})")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        return InputRecord(path.name, f"{path}:{line}", None,
-                           f"text: not valid UTF-8 ({e.reason} at byte {e.start})", source)
-    return InputRecord(path.name, str(path), {"id": path.name, "title": "", "text": text}, None, source)
-
-
-def _table_records(path: Path, text_column: str | None, id_column: str | None) -> Iterator[InputRecord]:
-    if path.suffix.lower() == ".csv":
-        rows = _csv_rows(path)
-    else:
-        rows = _parquet_rows(path, {text_column or "text", "paragraphs", "title", id_column or "id", *SOURCE_FIELDS})
-    number = 0
-    try:
-        for number, row, problem in rows:
-            here, fallback_id = f"{path}:{number}", f"{path.name}:{number}"
-            if problem:
-                rid = _row_id(row, id_column, fallback_id) if row is not None else fallback_id
-                yield InputRecord(rid, here, None, problem)
-            else:
-                yield _record_from_row(row, here, fallback_id, text_column, id_column, source=str(path))
-    except Exception as e:  # e.g. a Parquet file damaged past this row: keep the records read so far
-        yield InputRecord(f"{path.name}:{number + 1}", f"{path}:{number + 1}", None,
-                          f"file: cannot read from this row on ({type(e).__name__}: {e})")
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
-    """(line the row starts on, row or None if unusable, problem or None) for each CSV row.
-
-    Python's csv module rather than pyarrow: it streams row by row, knows each row's line even when
-    cells span lines, and a ragged row, an oversized cell or bad UTF-8 spoils only its own row, where
-    pyarrow's reader fails a whole block of rows."""
-    csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))  # a whole article may be one cell
-    # surrogateescape keeps undecodable bytes as lone surrogates, so they can be reported per row
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        while True:
-            start = reader.line_num + 1
+        return predictor.predict_batch_safe(list(articles))
+    except Exception:
+        results = []
+        for article in articles:
             try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                yield start, None, f"record: cannot parse the CSV row ({e})"
-                continue
-            if not cells:
-                continue  # a blank line
-            if len(cells) != len(header):
-                yield start, None, f"record: {len(cells)} fields, but the header has {len(header)} columns"
-                continue
-            row = dict(zip(header, cells))
-            undecodable = next((key for key, value in row.items() if UNDECODED_BYTE.search(value)), None)
-            if undecodable is not None:
-                yield start, None, f"{undecodable}: not valid UTF-8"
-                continue
-            if "paragraphs" in row:  # CSV holds list fields as JSON text, as in newstagger.data
-                if not row["paragraphs"].strip():
-                    row["paragraphs"] = None  # an empty cell: use the text column
-                else:
-                    try:
-                        row["paragraphs"] = json.loads(row["paragraphs"])
-                    except json.JSONDecodeError:
-                        yield start, row, "paragraphs: expected a JSON list of strings"
-                        continue
-            yield start, row, None
-
-
-def _parquet_rows(path: Path, wanted: set[str]) -> Iterator[tuple[int, dict | None, str | None]]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    columns = [c for c in parquet.schema_arrow.names if c in wanted]
-    number = 0
-    for batch in parquet.iter_batches(batch_size=256, columns=columns):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, row, None
-
-
-def _row_id(row: dict, id_column: str | None, fallback: str, sanitize: bool = False) -> str:
-    value = row.get(id_column or "id")
-    if value is None or isinstance(value, (dict, list)) or not str(value).strip():
-        return fallback
-    text = str(value)
-    if sanitize:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def article_from_record(row: dict, fallback_id: str, text_column: str | None = None,
-                        id_column: str | None = None) -> tuple[str, dict | None, str | None]:
-    """(id, article for the Predictor or None, "<field>: <problem>" or None) of one JSON object or table row.
-
-    An explicit text column wins; otherwise our schema's 'paragraphs', then 'text'. A string is split into
-    paragraphs, a list is taken as the paragraphs. The id is the id column's value, or ``fallback_id``
-    (file name and position) when it is missing or empty. The Ray engine follows the same rules.
-    """
-    rid = _row_id(row, id_column, fallback_id)
-    fields = [text_column, "paragraphs"] if text_column else ["paragraphs", "text"]
-    for name in fields:
-        value = row.get(name)
-        if value is None:
-            continue
-        if isinstance(value, str) and name != "paragraphs":
-            return rid, {"id": rid, "title": row.get("title") or "", "text": value}, None
-        if isinstance(value, list):
-            return rid, {"id": rid, "title": row.get("title") or "", "paragraphs": value}, None
-        expected = "a list of paragraph strings" if name == "paragraphs" else "text or a list of paragraphs"
-        return rid, None, f"{name}: expected {expected}, got {type(value).__name__}"
-    return rid, None, f"{text_column or 'text'}: missing (the record has neither {fields[0]!r} nor {fields[1]!r})"
-
-
-def _record_from_row(row: dict, where: str, fallback_id: str, text_column: str | None, id_column: str | None,
-                     source: str) -> InputRecord:
-    rid, article, error = article_from_record(row, fallback_id, text_column, id_column)
-    return InputRecord(rid, where, article, error, _source_of(row, default=source))
-
-
-def _source_of(row: dict, default: str) -> str:
-    """The outlet a record comes from: its source/site/outlet/domain string, the repo or URL host of a
-    source object, else the input it was read from."""
-    for key in SOURCE_FIELDS:
-        if isinstance(row.get(key), str) and row[key].strip():
-            return row[key].strip()
-    source = row.get("source")
-    if isinstance(source, dict):
-        if isinstance(source.get("repo"), str) and source["repo"].strip():
-            return source["repo"].strip()
-        if isinstance(source.get("url"), str):
-            host = urlsplit(source["url"]).hostname
-            if host:
-                return host
-    return default
+                results.extend(predictor.predict_batch_safe([article]))
+            except Exception as e:
+                results.append(ArticleError(f"article: cannot be tagged ({type(e).__name__}: {e})"))
+        return results
 
 
 # ---------------------------------------------------------------------------------------------
 # --site-repeat: paragraphs that recur verbatim across many articles of one source
 # ---------------------------------------------------------------------------------------------
+
+
+def source_of(article: Article, default: str) -> str:
+    """The outlet an article comes from: its source/site/outlet/domain string, the repo or URL host of a
+    source object, else the input it was read from."""
+    extra = article.extra
+    for key in SOURCE_FIELDS:
+        if isinstance(extra.get(key), str) and extra[key].strip():
+            return extra[key].strip()
+    source = extra.get("source")
+    if isinstance(source, dict):
+        if isinstance(source.get("repo"), str) and source["repo"].strip():
+            return source["repo"].strip()
+        if isinstance(source.get("url"), str):
+            try:
+                host = urlsplit(source["url"]).hostname
+            except ValueError:
+                host = None
+            if host:
+                return host
+    return default
 
 
 def paragraph_key(source: str, paragraph: str) -> int:
@@ -365,7 +253,7 @@ def paragraph_key(source: str, paragraph: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def count_repeated_paragraphs(records: Iterable[InputRecord], min_articles: int) -> tuple[set[int], int]:
+def count_repeated_paragraphs(items: Iterable[tuple[Position, object]], min_articles: int) -> tuple[set[int], int]:
     """First pass of --site-repeat: the keys (see paragraph_key) of paragraphs found in at least
     ``min_articles`` articles of their source, and the number of records read.
 
@@ -376,15 +264,12 @@ def count_repeated_paragraphs(records: Iterable[InputRecord], min_articles: int)
     keys = array("Q")
     seen_articles: set[int] = set()
     n_records = 0
-    for record in records:
+    for position, article in items:
         n_records += 1
-        if record.error is not None:
+        if isinstance(article, ArticleError):
             continue
-        try:
-            paragraphs = as_article(record.article).paragraphs  # the same paragraphs the tagger will see
-        except ArticleError:
-            continue
-        article_keys = [paragraph_key(record.source, p) for p in paragraphs]
+        source = source_of(article, position.source)
+        article_keys = [paragraph_key(source, p) for p in article.paragraphs]
         fingerprint = hash(tuple(article_keys))
         if fingerprint in seen_articles:
             continue
@@ -394,12 +279,11 @@ def count_repeated_paragraphs(records: Iterable[InputRecord], min_articles: int)
     return set(values[counts >= min_articles].tolist()), n_records
 
 
-def push_repeated_toward_boilerplate(result: TaggingResult, source: str, repeated: set[int],
-                                     threshold: float) -> None:
+def push_repeated_toward_boilerplate(result, source: str, repeated: set[int], threshold: float) -> None:
     """Raise the boilerplate score of repeated paragraphs halfway to 1 (so at least 0.5) and recompute
     their flags, the clean text and the evidence. Topics stay as the model gave them: recomputing them
     would need the paragraph vectors again."""
-    hits = [i for i, p in enumerate(result.paragraphs) if paragraph_key(source, p) in repeated]
+    hits = [i for i, p in enumerate(result.paragraphs) if p.strip() and paragraph_key(source, p) in repeated]
     if not hits:
         return
     for i in hits:
@@ -411,55 +295,149 @@ def push_repeated_toward_boilerplate(result: TaggingResult, source: str, repeate
 
 
 # ---------------------------------------------------------------------------------------------
-# Output: JSONL (resumable) or --pretty text
+# The output file: checks before the run, resume
+# ---------------------------------------------------------------------------------------------
+
+RECORD_PREFIX = b'{"id": '  # every line this engine writes starts so (json.dumps with "id" first)
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def input_identities(inputs: Sequence[str]) -> dict[tuple[int, int], str]:
+    """(device, inode) of every local input file, of the files directly inside input folders, and of
+    standard input when it is a regular file."""
+    found = {}
+    for name in inputs:
+        try:
+            if name == STDIN:
+                info = _fd_info(sys.stdin) if sys.stdin is not None and not sys.stdin.closed else None
+                if info is not None and stat.S_ISREG(info.st_mode):
+                    found[_identity(info)] = "standard input"
+                continue
+            if is_uri(name):
+                continue
+            path = Path(name)
+            found[_identity(path.stat())] = name
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _fd_info(stream) -> os.stat_result | None:
+    """fstat of a stream's file descriptor; None for a stream without one (pytest's capture, StringIO)."""
+    try:
+        return os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_output(output: str | None, inputs: Sequence[str], resume: bool, overwrite: bool) -> Path | None:
+    """Refuse an output that cannot or must not be written, before anything is loaded (InputError)."""
+    if output is None:
+        if sys.stdout is None or sys.stdout.closed:  # started with stdout closed (>&-)
+            raise InputError("standard output is closed; pass --output FILE")
+        info = _fd_info(sys.stdout)
+        if info is not None and _identity(info) in input_identities(inputs):
+            raise InputError("standard output is also an input")
+        return None
+    path = Path(output)
+    if path.is_dir():
+        raise InputError(f"{output}: is a folder, not an output file")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{output}: its folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) and not (path.exists() and os.access(path, os.W_OK)):
+        raise InputError(f"{output}: cannot write there (permission denied)")
+    if path.exists():
+        if not (resume or overwrite):
+            raise InputError(f"{output}: already exists; pass --resume to continue it or --overwrite to replace it")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise InputError(f"{output}: cannot write it (permission denied)")
+        same = input_identities(inputs).get(_identity(path.stat()))
+        if same is not None:
+            raise InputError(f"{output}: is also an input ({same}): the same file, by device and inode")
+    return path
+
+
+@dataclass
+class _Written:
+    records: int  # complete records
+    errors: int  # error records among them
+    first_id: object
+    last_id: object
+    keep: int  # bytes to keep: up to the end of the last complete record
+    size: int
+
+
+def scan_output(path: Path) -> _Written:
+    """Read an earlier output without changing it. Raises InputError when it is not a newstagger output:
+    every complete line must be one of our records, except zero bytes or blank lines at the end (what a
+    crash before fsync leaves); a last line without its newline is a torn record."""
+    records = errors = keep = offset = 0
+    first_id = last_line = None
+    junk = False  # seen a blank or zero-filled line after the records
+
+    def refuse(line_number: int):
+        return InputError(f"{path}:{line_number}: not a newstagger output record; refusing to --resume onto "
+                          "it (choose another --output, or --overwrite to replace it)")
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        for number, line in enumerate(f, start=1):
+            offset += len(line)
+            if not line.endswith(b"\n"):
+                break  # the torn last line of a killed run
+            body = line[:-1]
+            if not body.strip(b"\x00 \t\r"):
+                junk = True
+                continue
+            if junk or not body.startswith(RECORD_PREFIX):
+                raise refuse(number)
+            if records == 0 or b'"error"' in body:  # only error records hold the key "error" unescaped
+                try:
+                    record = json.loads(body)
+                except ValueError:
+                    raise refuse(number) from None
+                first_id = record["id"] if records == 0 else first_id
+                errors += "error" in record
+            records += 1
+            last_line, keep = body, offset
+    last_id = None
+    if last_line is not None:
+        try:
+            last_id = json.loads(last_line)["id"]
+        except (ValueError, KeyError, TypeError):
+            raise refuse(records) from None
+    return _Written(records, errors, first_id, last_id, keep, size)
+
+
+def _skip_written(items: Iterator, written: _Written, output: Path) -> None:
+    """Advance ``items`` past the records the output already holds, checking that they are the same."""
+    for i in range(1, written.records + 1):
+        item = next(items, None)
+        if item is None:
+            raise InputError(f"{output}: holds {written.records} records but the inputs have only {i - 1}; "
+                             "was it written from other inputs?")
+        rid = _output_id(item[1])
+        for n, want in ((1, written.first_id), (written.records, written.last_id)):
+            if i == n and rid != want:
+                which = "first" if n == 1 else "last"
+                raise InputError(f"{output}: its {which} record is {want!r} but input record {n} is {rid!r}; "
+                                 "was it written from other inputs?")
+
+
+def _output_id(item) -> str:
+    return item.record_id if isinstance(item, ArticleError) else item.id
+
+
+# ---------------------------------------------------------------------------------------------
+# Output: JSONL or --pretty text
 # ---------------------------------------------------------------------------------------------
 
 
-def _line_start(f: IO[bytes], end: int) -> int:
-    """Offset of the first byte after the last newline before ``end`` (0 if none)."""
-    pos = end
-    while pos > 0:
-        step = min(1 << 16, pos)
-        f.seek(pos - step)
-        i = f.read(step).rfind(b"\n")
-        if i >= 0:
-            return pos - step + i + 1
-        pos -= step
-    return 0
-
-
-def repair_output(path: str | Path) -> tuple[int, int, str | None, int]:
-    """Make a killed run's output resumable: truncate the torn tail (bytes after the last newline, then
-    any trailing line that is not a JSON record, as left by a crash before fsync), and return
-    (complete records, error records among them, id of the last record, bytes dropped)."""
-    with open(path, "r+b") as f:
-        size = f.seek(0, os.SEEK_END)
-        end = _line_start(f, size)
-        last_id = None
-        while end > 0:
-            start = _line_start(f, end - 1)
-            f.seek(start)
-            try:
-                last = json.loads(f.read(end - start))
-                if isinstance(last, dict) and "id" in last:
-                    last_id = last["id"]
-                    break
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                pass
-            end = start
-        f.truncate(end)
-        f.seek(0)
-        records = errors = 0
-        for line in f:
-            records += 1
-            # Only error records hold the key "error"; a quote inside a text value is escaped (\"),
-            # so the bytes '"error"' elsewhere are rare and json.loads settles them.
-            if b'"error"' in line and "error" in json.loads(line):
-                errors += 1
-    return records, errors, last_id, size - end
-
-
-def format_pretty(result: TaggingResult | None, record_id: str, error: str | None, width: int = 90) -> str:
+def format_pretty(result, record_id: str, error: str | None, width: int = 90) -> str:
     """A human-readable block for one article: id, topics with scores, the boilerplate paragraphs
     (shortened, with scores), and how many content paragraphs remain."""
     if error is not None:
@@ -480,171 +458,158 @@ def format_pretty(result: TaggingResult | None, record_id: str, error: str | Non
     return "\n".join(lines) + "\n\n"
 
 
-def _json_line(record: dict) -> bytes:
+def json_line(record: dict) -> bytes:
     try:
         return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate that slipped through: \u-escaped JSON is still valid
         return (json.dumps(record) + "\n").encode("ascii")
 
 
-# ---------------------------------------------------------------------------------------------
-# The run
-# ---------------------------------------------------------------------------------------------
+class _Output:
+    """The output stream; a failed write (a full disk, a closed pipe) becomes one InputError line."""
 
+    def __init__(self, path: Path | None, append: bool):
+        self.name = str(path) if path is not None else "standard output"
+        self.file = open(path, "ab" if append else "wb") if path is not None else sys.stdout.buffer
+        self.info = _fd_info(self.file)
+        self.regular = self.info is not None and stat.S_ISREG(self.info.st_mode)
 
-def _tag_chunk(predictor: Predictor, chunk: list[InputRecord]) -> list[TaggingResult | str]:
-    """A TaggingResult, or an error message without its location, for each readable record of ``chunk``."""
-    readable = [r for r in chunk if r.error is None]
-    if not readable:
-        return []
-    try:
-        results = predictor.predict_batch_safe([r.article for r in readable], ids=[r.id for r in readable])
-    except Exception:
-        # Something the article checks did not foresee broke the whole chunk. Tag its articles one by
-        # one so that only the culprit is lost.
-        results = []
-        for r in readable:
+    def identities(self) -> set[tuple[int, int]]:
+        """What a folder listing must leave out: this output, when it is a file."""
+        return {_identity(self.info)} if self.regular else set()
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.file.write(data)
+            self.file.flush()  # record by record: a killed process loses only the records not yet written
+        except OSError as e:
+            raise InputError(f"{self.name}: cannot write ({e.strerror or e})") from None
+
+    def sync(self) -> None:
+        if self.regular:  # per chunk: the records survive a machine crash too
             try:
-                results.append(predictor.predict_batch_safe([r.article], ids=[r.id])[0])
-            except Exception as e:
-                results.append(ArticleError(f"article: cannot be tagged ({type(e).__name__}: {e})"))
-    return [str(r) if isinstance(r, ArticleError) else r for r in results]
+                os.fsync(self.file.fileno())
+            except OSError as e:
+                raise InputError(f"{self.name}: cannot write ({e.strerror or e})") from None
+
+    def close(self) -> None:
+        if self.file is not sys.stdout.buffer:
+            self.file.close()
 
 
-def _load_predictor(model, backend: str, batch_size: int, num_threads: int | None, max_paragraphs: int,
-                    max_paragraph_chars: int) -> Predictor:
-    if isinstance(model, Predictor):
-        return model
-    folder = Path(model)
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: not a model folder (no config.json); train one with train.py")
-    try:
-        return Predictor.from_pretrained(folder, backend=backend, batch_size=batch_size, num_threads=num_threads,
-                                         max_paragraphs=max_paragraphs, max_paragraph_chars=max_paragraph_chars)
-    except Exception as e:  # a damaged folder, an unknown backend, a missing optional dependency...
-        raise InputError(f"{folder}: cannot load the model ({type(e).__name__}: {e})") from e
+# ---------------------------------------------------------------------------------------------
+# The local run
+# ---------------------------------------------------------------------------------------------
 
 
-def _skip_written_records(records: Iterator[InputRecord], n: int, last_id: str | None, output: Path) -> None:
-    """Advance ``records`` past the n records the output already holds, checking that they match."""
-    for i in range(1, n + 1):
-        record = next(records, None)
-        if record is None:
-            raise InputError(f"{output}: holds {n} records but the inputs have only {i - 1}; "
-                             "was it written from other inputs?")
-        if i == n and record.id != last_id:
-            raise InputError(f"{output}: its last record is {last_id!r} but input record {n} is "
-                             f"{record.id!r}; was it written from other inputs?")
+def tag_local(options: TagOptions) -> RunSummary:
+    """Tag every record of ``options.inputs`` and write one output record per input record, in order.
+    Raises InputError for problems with the run itself; bad records become error records instead."""
+    inputs = check_inputs(options.inputs, options.columns)
+    output = check_output(options.output, inputs, options.resume, options.overwrite)
+    limits = getattr(options.model, "limits", None) or options.limits  # a ready Predictor has its own
+    summary = RunSummary(output=str(output) if output is not None else "-")
 
+    def articles(exclude=()):
+        return iter_articles(inputs, options.columns, limits, exclude=exclude)
 
-def tag_files(
-    model: str | Path | Predictor,
-    inputs: Sequence[str | Path],
-    output: str | Path | None = None,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    pretty: bool = False,
-    text_column: str | None = None,
-    id_column: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    backend: str = "torch",
-    batch_size: int = 32,
-    num_threads: int | None = None,
-    max_paragraphs: int = DEFAULT_MAX_PARAGRAPHS,
-    max_paragraph_chars: int = DEFAULT_MAX_PARAGRAPH_CHARS,
-    site_repeat: bool = False,
-    site_repeat_min: int = 3,
-    progress: bool | None = None,
-) -> BatchCounts:
-    """Tag every record of ``inputs`` and write one output record per input record, in order.
+    written = None
+    items = None
+    if output is not None and options.resume and output.exists():
+        written = scan_output(output)
+        items = articles({_identity(output.stat())})
+        _skip_written(items, written, output)
+    predictor = load_predictor(options.model, backend=options.backend, batch_size=options.batch_size,
+                               num_threads=options.num_threads, limits=options.limits, device=options.device)
 
-    model: a model folder, or a ready Predictor (then backend, batch_size, num_threads and the limits
-    are its own). output: a file, or None for stdout. text_column / id_column: None means "paragraphs"
-    or "text", and "id" if present. progress: a tqdm bar on stderr; None shows it when stderr is a
-    terminal that the output does not go to.
-    Raises InputError for problems with the run itself; bad records become error records instead.
-    """
-    if chunk_size < 1:
-        raise InputError("chunk size must be at least 1")
-    if resume and output is None:
-        raise InputError("--resume needs --output FILE (output to stdout cannot be resumed)")
-    if resume and overwrite:
-        raise InputError("--resume and --overwrite contradict each other")
-    if resume and pretty:
-        raise InputError("--resume works with JSONL output only, not --pretty")
-    inputs = check_inputs(inputs, text_column, id_column)
-    if site_repeat and STDIN in inputs:
-        raise InputError("--site-repeat reads the inputs twice, which stdin cannot do; pass files")
-    if site_repeat and site_repeat_min < 2:
-        raise InputError("--site-repeat-min must be at least 2 (1 would flag every paragraph)")
-    if output is not None:
-        output = Path(output)
-        if output.is_dir():
-            raise InputError(f"{output}: is a folder, not an output file")
-        if output.exists() and not (resume or overwrite):
-            raise InputError(f"{output}: already exists; pass --resume to continue it or --overwrite to replace it")
-        if any(name != STDIN and Path(name).resolve() == output.resolve() for name in inputs):
-            raise InputError(f"{output}: is also an input")
-    predictor = _load_predictor(model, backend, batch_size, num_threads, max_paragraphs, max_paragraph_chars)
-
+    progress = options.progress
     if progress is None:  # a bar helps on a terminal, but not mixed into output shown on that same terminal
         progress = sys.stderr.isatty() and not (output is None and sys.stdout.isatty())
-    counts = BatchCounts()
+    if written is not None:
+        summary.resumed, summary.errors = written.records, written.errors
+        summary.records, summary.tagged = written.records, written.records - written.errors
+        if written.keep < written.size:
+            with open(output, "r+b") as f:
+                f.truncate(written.keep)
+            print(f"resume: dropped {written.size - written.keep} bytes of a torn last line from {output}",
+                  file=sys.stderr)
+    out = _Output(output, append=options.resume)
+    exclude = out.identities()
     total = None
     repeated: set[int] = set()
-    if site_repeat:
-        repeated, total = count_repeated_paragraphs(
-            tqdm(iter_records(inputs, text_column, id_column), desc="site-repeat: counting paragraphs",
-                 unit=" articles", disable=not progress, file=sys.stderr),
-            site_repeat_min)
+    try:
+        if options.site_repeat:
+            repeated, total = count_repeated_paragraphs(
+                tqdm(articles(exclude), desc="site-repeat: counting paragraphs", unit=" articles",
+                     disable=not progress, file=sys.stderr), options.site_repeat_min)
+        if items is None:
+            items = articles(exclude)
+        _run(predictor, items, out, options, summary, repeated, progress, total)
+    finally:
+        out.close()
+    return summary
 
-    last_id = None
-    if output is not None and resume and output.exists():
-        counts.resumed, counts.errors, last_id, dropped = repair_output(output)
-        counts.records, counts.tagged = counts.resumed, counts.resumed - counts.errors
-        if dropped:
-            print(f"resume: dropped {dropped} bytes of a torn last line from {output}", file=sys.stderr)
-    records = iter_records(inputs, text_column, id_column)
-    _skip_written_records(records, counts.resumed, last_id, output)
 
-    out = open(output, "ab" if resume else "wb") if output is not None else sys.stdout.buffer
-    bar = tqdm(total=None if total is None else total - counts.resumed, unit=" articles", desc="tagging",
+def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummary, repeated: set[int],
+         progress: bool, total: int | None) -> None:
+    bar = tqdm(total=None if total is None else total - summary.resumed, unit=" articles", desc="tagging",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     started = time.perf_counter()
     try:
         while True:
-            chunk = [r for _, r in zip(range(chunk_size), records)]
+            chunk = [item for _, item in zip(range(options.chunk_size), items)]
             if not chunk:
                 break
-            tagged = iter(_tag_chunk(predictor, chunk))
-            for record in chunk:
-                outcome = record.error if record.error is not None else next(tagged)
-                if isinstance(outcome, str):
-                    error, result = f"{record.where}: {outcome}", None
-                    counts.errors += 1
-                    counts.first_error = counts.first_error or error
+            readable = [a for _, a in chunk if not isinstance(a, ArticleError)]
+            tagged = iter(tag_articles(predictor, readable))
+            for position, item in chunk:
+                outcome = item if isinstance(item, ArticleError) else next(tagged)
+                if isinstance(outcome, ArticleError):
+                    rid = _output_id(item)
+                    error = str(outcome if outcome.where is not None else outcome.at(position))
+                    summary.errors += 1
+                    summary.first_error = summary.first_error or error
+                    record, result = {"id": rid, "error": error}, None
                 else:
-                    error, result = None, outcome
+                    result, error = outcome, None
                     if repeated:
-                        push_repeated_toward_boilerplate(result, record.source, repeated,
+                        push_repeated_toward_boilerplate(result, source_of(item, position.source), repeated,
                                                          predictor.boilerplate_threshold)
-                    counts.tagged += 1
-                    counts.paragraphs += len(result.paragraphs)
-                counts.records += 1
-                if pretty:
-                    out.write(format_pretty(result, record.id, error).encode("utf-8"))
-                else:
-                    out.write(_json_line({"id": record.id, "error": error} if error else result.to_record()))
-                out.flush()  # record by record: a killed process loses only the records not yet written
-            if output is not None:
-                os.fsync(out.fileno())  # per chunk: the records survive a machine crash too
+                    summary.tagged += 1
+                    summary.paragraphs += len(result.paragraphs)
+                    record = result.to_record()
+                summary.records += 1
+                out.write(format_pretty(result, record["id"], error).encode("utf-8") if options.pretty
+                          else json_line(record))
+            out.sync()
             elapsed = time.perf_counter() - started
             bar.update(len(chunk))
-            bar.set_postfix_str(f"{counts.paragraphs / max(elapsed, 1e-9):.0f} paragraphs/s", refresh=False)
+            bar.set_postfix_str(f"{summary.paragraphs / max(elapsed, 1e-9):.0f} paragraphs/s", refresh=False)
     finally:
-        counts.seconds = time.perf_counter() - started
+        summary.seconds = time.perf_counter() - started
         bar.close()
-        if output is not None:
-            out.close()
-    return counts
+
+
+def tag(options: TagOptions) -> RunSummary:
+    """Run ``options`` on its engine."""
+    if options.engine == "ray":
+        from .ray_tagging import tag_ray
+
+        return tag_ray(options)
+    return tag_local(options)
+
+
+def tag_files(model, inputs: Sequence[str | Path], output: str | Path | None = None, *,
+              text_column: str | None = None, id_column: str | None = None, **options) -> RunSummary:
+    """Python shorthand for ``tag(TagOptions(...))``: TagOptions' fields as keywords, with the columns
+    spelled as the CLI spells them."""
+    return tag(TagOptions(model=model, inputs=[str(i) for i in inputs],
+                          output=None if output is None else str(output),
+                          columns=Columns(text=text_column, id=id_column), **options))
+
+
+def options_record(options: TagOptions) -> dict:
+    """The options as plain JSON values (for Ray's _SUCCESS.json)."""
+    values = {f.name: getattr(options, f.name) for f in fields(options)}
+    values.update(model=str(options.model), columns=asdict(options.columns), limits=asdict(options.limits))
+    return values

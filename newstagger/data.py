@@ -1,48 +1,32 @@
-"""Reading, validating and augmenting labelled articles.
+"""Labelled articles for training and evaluation: loading and validating, the boilerplate bank, augmentation.
 
-One schema for everything newstagger reads (our corpus in data/ and any user's corpus):
+One schema for everything newstagger trains on (our corpus in data/ and any user's corpus):
 
-    {"id": str, "title": str (may be empty), "paragraphs": [str, ...],
-     "boilerplate": [0 or 1 per paragraph], "topics": [subset of the configured labels]}
+    {"id": str or number (optional), "title": str (optional), "paragraphs": [str, ...] or "text": str,
+     "boilerplate": [0 or 1 per paragraph] (optional), "topics": [labels] (optional)}
 
-JSONL is read line by line so that each problem can be reported as ``file:line: field: problem``;
-CSV and Parquet go through `datasets` (in CSV, list fields hold JSON, e.g. ``["a", "b"]``).
-Extra keys (``source``, ``outlet``, ``genre``...) are allowed and kept in ``Article.extra``.
+A record may carry topics only, boilerplate flags only, or both. Files are read by newstagger.inputs (the one
+reader and record rule: JSONL, CSV, Parquet, .txt, folders; columns mapped with inputs.Columns; topics as a
+list, a JSON list or a delimited string); here the labels are checked against the configured label set.
+Every problem is reported as ``file:line: field: problem``. Extra keys (``source``, ``outlet``, ``genre``...)
+are kept in ``Article.extra``.
 
-Run ``python -m newstagger.data --check FILE...`` to validate files from the shell.
+Run ``newstagger check FILE...`` (or ``python -m newstagger.data --check FILE...``) to validate files.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
+
+from .inputs import Article, ArticleError, Columns, Limits, check_inputs, iter_articles
 
 DEFAULT_LABELS = ("diplomacy", "sanctions", "press_freedom")
-
-
-@dataclass
-class Article:
-    id: str
-    paragraphs: list[str]
-    title: str = ""
-    boilerplate: list[int] | None = None  # one 0/1 flag per paragraph; None when unlabelled
-    topics: list[str] | None = None  # None when unlabelled
-    extra: dict = field(default_factory=dict)
-
-    def to_record(self) -> dict:
-        record = {"id": self.id, "title": self.title, "paragraphs": self.paragraphs}
-        if self.boilerplate is not None:
-            record["boilerplate"] = self.boilerplate
-        if self.topics is not None:
-            record["topics"] = self.topics
-        record.update(self.extra)
-        return record
 
 
 class DataError(ValueError):
@@ -68,108 +52,21 @@ class LoadResult:
         return f"{len(self.articles)} articles kept, {len(self.problems)} problems (by field: {why})"
 
 
-def record_problems(record: object, labels: Sequence[str] | None, require_labels: bool) -> list[tuple[str, str]]:
-    """Every (field, problem) of one record. ``labels=None`` accepts any topic name."""
-    if not isinstance(record, dict):
-        return [("record", f"expected a JSON object, got {type(record).__name__}")]
+def label_problems(article: Article, labels: Sequence[str] | None, require_labels: bool,
+                   label_field: str = "topics") -> list[tuple[str, str]]:
+    """Every (field, problem) of one article's labels. ``labels=None`` accepts any topic name. Partial
+    labels are fine: topics only, boilerplate flags only, or both (the flags' form is checked on reading)."""
     problems = []
-    rid = record.get("id")
-    if not isinstance(rid, str) or not rid.strip():
-        problems.append(("id", "missing or not a non-empty string"))
-    title = record.get("title", "")
-    if title is not None and not isinstance(title, str):
-        problems.append(("title", f"expected a string, got {type(title).__name__}"))
-    paragraphs = record.get("paragraphs")
-    if paragraphs is None:
-        problems.append(("paragraphs", "missing"))
-    elif not isinstance(paragraphs, list):
-        problems.append(("paragraphs", f"expected a list of strings, got {type(paragraphs).__name__}"))
-    elif not paragraphs:
-        problems.append(("paragraphs", "empty list: an article needs at least one paragraph"))
-    else:
-        for i, p in enumerate(paragraphs):
-            if not isinstance(p, str):
-                problems.append(("paragraphs", f"item {i} is {type(p).__name__}, expected a string"))
-            elif not p.strip():
-                problems.append(("paragraphs", f"item {i} is empty"))
-    flags = record.get("boilerplate")
-    if flags is None:
-        if require_labels:
-            problems.append(("boilerplate", "missing"))
-    elif not isinstance(flags, list):
-        problems.append(("boilerplate", f"expected a list of 0/1, got {type(flags).__name__}"))
-    else:
-        bad = [i for i, f in enumerate(flags) if isinstance(f, bool) or f not in (0, 1)]
-        if bad:
-            problems.append(("boilerplate", f"item {bad[0]} is {flags[bad[0]]!r}, expected 0 or 1"))
-        if isinstance(paragraphs, list) and len(flags) != len(paragraphs):
-            problems.append(("boilerplate", f"{len(flags)} flags for {len(paragraphs)} paragraphs"))
-    topics = record.get("topics")
-    if topics is None:
-        if require_labels:
-            problems.append(("topics", "missing"))
-    elif not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        problems.append(("topics", "expected a list of label names"))
-    else:
+    if require_labels and article.topics is None and article.boilerplate is None:
+        problems.append(("boilerplate", f"missing, and so are {label_field}: the record has nothing to learn from"))
+    if article.topics is not None:
         if labels is not None:
-            unknown = [t for t in topics if t not in labels]
+            unknown = [t for t in article.topics if t not in labels]
             if unknown:
-                problems.append(("topics", f"unknown label {unknown[0]!r} (configured: {', '.join(labels)})"))
-        if len(set(topics)) != len(topics):
-            problems.append(("topics", "a label is listed twice"))
+                problems.append((label_field, f"unknown label {unknown[0]!r} (configured: {', '.join(labels)})"))
+        if len(set(article.topics)) != len(article.topics):
+            problems.append((label_field, "a label is listed twice"))
     return problems
-
-
-def _article_from_record(record: dict) -> Article:
-    known = {"id", "title", "paragraphs", "boilerplate", "topics"}
-    return Article(
-        id=record["id"],
-        title=record.get("title") or "",
-        paragraphs=list(record["paragraphs"]),
-        boilerplate=[int(f) for f in record["boilerplate"]] if record.get("boilerplate") is not None else None,
-        topics=list(record["topics"]) if record.get("topics") is not None else None,
-        extra={k: v for k, v in record.items() if k not in known},
-    )
-
-
-def _decode_list_fields(record: dict) -> dict:
-    """CSV cells hold list fields as JSON text; decode them, leave anything else for validation."""
-    for key in ("paragraphs", "boilerplate", "topics"):
-        value = record.get(key)
-        if isinstance(value, str):
-            try:
-                record[key] = json.loads(value)
-            except json.JSONDecodeError:
-                pass  # validation reports the wrong type
-    return record
-
-
-def iter_raw_records(path: str | Path) -> Iterator[tuple[int, object, str | None]]:
-    """Yield (line or row number, parsed record or None, parse error or None) for JSONL, CSV or Parquet."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(raw.decode("utf-8")), None
-                except UnicodeDecodeError as e:
-                    yield lineno, None, f"not valid UTF-8 ({e.reason} at byte {e.start})"
-                except json.JSONDecodeError as e:
-                    yield lineno, None, f"invalid JSON ({e.msg} at column {e.colno})"
-    elif suffix in (".csv", ".parquet"):
-        import datasets  # imported here: it is slow to import and JSONL users don't need it
-
-        datasets.disable_progress_bars()
-        loader = datasets.Dataset.from_csv if suffix == ".csv" else datasets.Dataset.from_parquet
-        table = loader(str(path), keep_in_memory=True)
-        first_row = 2 if suffix == ".csv" else 1  # CSV line 1 is the header
-        for i, row in enumerate(table):
-            yield i + first_row, _decode_list_fields(dict(row)), None
-    else:
-        raise DataError([f"{path}: unsupported file type {suffix!r} (expected .jsonl, .csv or .parquet)"])
 
 
 def load_articles(
@@ -177,28 +74,36 @@ def load_articles(
     labels: Sequence[str] | None = DEFAULT_LABELS,
     strict: bool = True,
     require_labels: bool = True,
+    columns: Columns = Columns(),
+    limits: Limits = Limits(),
 ) -> LoadResult:
-    """Read and validate every record of a file.
+    """Read and validate every record of a file (or folder) through newstagger.inputs.
 
     strict: raise DataError at the first bad record. Lenient (strict=False): skip bad records and
     return them in ``LoadResult.problems``. Duplicate ids are errors either way (the later one is bad).
+    Raises DataError too for a file that cannot be read at all.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError([f"{path}: file not found"])
+    try:
+        check_inputs([str(path)], columns, stdin_ok=False)
+    except ValueError as e:  # InputError: missing file, unknown type, missing column
+        raise DataError([str(e)]) from None
     articles, problems, seen_ids = [], [], {}
-    for lineno, record, parse_error in iter_raw_records(path):
-        found = [("record", parse_error)] if parse_error else record_problems(record, labels, require_labels)
-        if not found and record["id"] in seen_ids:
-            found = [("id", f"duplicate id {record['id']!r} (first on line {seen_ids[record['id']]})")]
+    for position, item in iter_articles([str(path)], columns, limits, labelled=True):
+        if isinstance(item, ArticleError):
+            found = [str(item)]
+        else:
+            found = [f"{position}: {f}: {p}" for f, p in label_problems(item, labels, require_labels,
+                                                                          columns.label_field)]
+            if not found and item.id in seen_ids:
+                found = [f"{position}: {columns.id or 'id'}: duplicate id {item.id!r} (first on line "
+                         f"{seen_ids[item.id]})"]
         if found:
-            messages = [f"{path}:{lineno}: {field_}: {problem}" for field_, problem in found]
             if strict:
-                raise DataError(messages)
-            problems.extend(messages)
+                raise DataError(found)
+            problems.extend(found)
             continue
-        seen_ids[record["id"]] = lineno
-        articles.append(_article_from_record(record))
+        seen_ids[item.id] = position.row
+        articles.append(item)
     return LoadResult(articles, problems)
 
 
@@ -359,26 +264,29 @@ def corpus_counts(articles: Sequence[Article], labels: Sequence[str] = DEFAULT_L
     return counts
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Validate newstagger data files.")
-    parser.add_argument("--check", nargs="+", required=True, metavar="FILE")
-    parser.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="comma-separated label names")
-    parser.add_argument("--lenient", action="store_true", help="report every bad record instead of stopping")
-    args = parser.parse_args(argv)
-    labels = args.labels.split(",")
+def check_files(paths: Sequence[str], labels: Sequence[str] | None = None, strict: bool = False,
+                columns: Columns = Columns(), require_labels: bool = True) -> bool:
+    """``newstagger check``: validate files, print each problem (``file:line: field: problem``) to stderr
+    and a summary line with the topic counts per file to stdout. Returns True when any record is bad.
+    Raises DataError for a file that cannot be read at all (or, with ``strict``, at the first bad record)."""
     failed = False
-    for path in args.check:
-        try:
-            result = load_articles(path, labels, strict=not args.lenient)
-        except DataError as e:
-            print(e, file=sys.stderr)
-            failed = True
-            continue
-        for p in result.problems:
-            print(p, file=sys.stderr)
+    for path in paths:
+        result = load_articles(path, labels, strict=strict, require_labels=require_labels, columns=columns)
+        for problem in result.problems:
+            print(problem, file=sys.stderr)
         failed |= bool(result.problems)
-        print(f"{path}: {result.summary()}")
-    return 1 if failed else 0
+        counts = Counter(t for a in result.articles for t in (a.topics or []))
+        table = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items()))
+        print(f"{path}: {result.summary()}" + (f"; topics: {table}" if table else ""))
+    return failed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m newstagger.data --check FILE...``: the same as ``newstagger check FILE...``."""
+    from .cli import main as cli_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return cli_main(["check", *[a for a in argv if a != "--check"]])
 
 
 if __name__ == "__main__":

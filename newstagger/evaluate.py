@@ -1,36 +1,47 @@
-"""Evaluate a saved model on any file of the newstagger schema.
+"""Evaluate a saved model on a labelled file: ``newstagger evaluate --model DIR --data FILE [--json]``.
 
-    python -m newstagger.evaluate --model runs/default --data ../shared/eval/real_dev.jsonl [--json]
+The file is read by the one reader and record rule (newstagger.inputs, columns mapped as for training);
+scores and the printed report come from newstagger.metrics.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
+from dataclasses import dataclass, field
 
 from .data import load_articles
-from .metrics import format_report
-from .predictor import Predictor
-from .training import evaluate_articles
+from .inputs import Columns, Limits
+
+
+@dataclass
+class EvaluateOptions:
+    model: str
+    data: str
+    columns: Columns = field(default_factory=Columns)
+    limits: Limits = field(default_factory=Limits)
+    backend: str = "torch"
+    device: str = "cpu"
+    num_threads: int | None = None
+    batch_size: int = 32
+
+
+def evaluate(options: EvaluateOptions) -> tuple[dict, int]:
+    """(report of newstagger.metrics.evaluate_articles, number of articles). Raises InputError for a model
+    that cannot load, DataError for a bad record (``file:line: field: problem``)."""
+    from .batch import load_predictor
+    from .metrics import evaluate_articles
+
+    predictor = load_predictor(options.model, backend=options.backend, batch_size=options.batch_size,
+                               num_threads=options.num_threads, limits=options.limits, device=options.device)
+    articles = load_articles(options.data, predictor.labels, columns=options.columns, limits=options.limits).articles
+    return evaluate_articles(predictor, articles), len(articles)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--model", required=True, help="saved model folder")
-    parser.add_argument("--data", required=True, help="JSONL, CSV or Parquet file with labels")
-    parser.add_argument("--backend", default="torch", choices=["torch", "int8"])
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--num-threads", type=int, default=None)
-    args = parser.parse_args(argv)
-    predictor = Predictor.from_pretrained(args.model, backend=args.backend, num_threads=args.num_threads)
-    articles = load_articles(args.data, predictor.labels).articles
-    report = evaluate_articles(predictor, articles)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(format_report(report, f"{args.data}: {len(articles)} articles, model {args.model} ({args.backend})"))
-    return 0
+    """``python -m newstagger.evaluate ...``: the same as ``newstagger evaluate ...``."""
+    from .cli import main as cli_main
+
+    return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

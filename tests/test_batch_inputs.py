@@ -1,4 +1,5 @@
-"""newstagger.batch.tag_files on every input format, on malformed input, on resume and --site-repeat.
+"""The local engine (newstagger.batch.tag_files) on every input format, on malformed input, on resume
+and --site-repeat.
 
 All tests tag with the tiny model of conftest.py; they check ids, order, error messages and that the
 tagged records are the Predictor's own results, not just that something was written.
@@ -177,7 +178,7 @@ def test_each_malformed_record_gives_an_error_record_and_nothing_is_lost(tiny_mo
         "messy.jsonl:10": "10: record: expected a JSON object, got list",
         "wrong-type": "11: paragraphs: expected a list of paragraph strings, got str",
         "mixed-items": "12: paragraphs: expected a list of strings",
-        "surrogate": "13: record: holds an unpaired UTF-16 surrogate",
+        "surrogate": "13: text: holds an unpaired UTF-16 surrogate",
     }
     assert set(errors) == set(expected_errors)
     for rid, message in expected_errors.items():
@@ -200,7 +201,7 @@ def test_bad_txt_files_and_csv_rows_spoil_only_their_own_record(predictor, tmp_p
     counts, out = tag(predictor, [folder, table], tmp_path)
     assert [r["id"] for r in out] == ["1-good.txt", "2-latin1.txt", "3-good.txt",
                                       "r1", "t.csv:3", "r3", "t.csv:7", "r5", "r6"]
-    assert out[1]["error"].startswith(f"{folder / '2-latin1.txt'}:3: text: not valid UTF-8")
+    assert out[1]["error"].startswith(f"{folder / '2-latin1.txt'}: text: not valid UTF-8 (line 3:")
     assert out[4]["error"] == f"{table}:3: text: not valid UTF-8"
     assert out[6]["error"] == f"{table}:7: record: 3 fields, but the header has 2 columns"
     assert out[7]["error"].startswith(f"{table}:8: paragraphs: a paragraph of 200000 characters")
@@ -210,7 +211,7 @@ def test_bad_txt_files_and_csv_rows_spoil_only_their_own_record(predictor, tmp_p
 @pytest.mark.parametrize("name, content, message", [
     ("absent.jsonl", None, "absent.jsonl: no such file or folder"),
     ("notes.docx", b"x", "notes.docx: unsupported file type '.docx'"),
-    ("empty", "folder", "empty: folder holds no .txt files"),
+    ("empty", "folder", "empty: folder holds no files newstagger reads"),
     ("c.csv", b"a,b\n1,2\n", "c.csv: no 'text' or 'paragraphs' column"),
     ("p.parquet", b"PAR1 not a parquet file", "p.parquet: cannot read as PARQUET"),
 ])
@@ -288,8 +289,11 @@ def test_resume_refuses_an_output_of_other_inputs(predictor, source_records, tmp
     output = tmp_path / "out.jsonl"
     tag_files(predictor, [str(first)], output, progress=False)
     before = output.read_bytes()
-    with pytest.raises(InputError, match="last record is .* but input record 4 is"):
+    with pytest.raises(InputError, match=f"its first record is '{source_records[0]['id']}' but input record 1 is"):
         tag_files(predictor, [str(other)], output, resume=True, progress=False)
+    same_start = write_lines(tmp_path / "same_start.jsonl", source_records[:3] + source_records[10:12])
+    with pytest.raises(InputError, match="its last record is .* but input record 4 is"):
+        tag_files(predictor, [str(same_start)], output, resume=True, progress=False)
     shorter = write_lines(tmp_path / "short.jsonl", source_records[:2])
     with pytest.raises(InputError, match="holds 4 records but the inputs have only 2"):
         tag_files(predictor, [str(shorter)], output, resume=True, progress=False)
@@ -349,3 +353,108 @@ def test_site_repeat_pushes_paragraphs_repeated_within_a_source(predictor, sourc
         assert after["topics"] == before["topics"]  # topics are left as the model gave them
         for label, indices in after["evidence"].items():
             assert not any(after["paragraphs"][i]["boilerplate"] for i in indices)
+
+
+# -- output safety (nothing is destroyed, nothing is read back) -----------------------------------
+
+
+def test_output_that_is_an_input_by_device_and_inode_is_refused(tiny_model_dir, source_records, tmp_path,
+                                                                 monkeypatch):
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:3])
+    before = inputs.read_bytes()
+    hard_link = tmp_path / "hard.jsonl"
+    hard_link.hardlink_to(inputs)
+    symlink = tmp_path / "sym.jsonl"
+    symlink.symlink_to(inputs)
+    for output in (hard_link, symlink):
+        with pytest.raises(InputError, match=r"is also an input \(.*in\.jsonl\): the same file, by device and inode"):
+            tag_files(tiny_model_dir, [str(inputs)], output, overwrite=True, progress=False)
+    with open(inputs, "rb") as stdin:  # `newstagger tag - -o in.jsonl --overwrite < in.jsonl`
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+        with pytest.raises(InputError, match="is also an input \\(standard input\\)"):
+            tag_files(tiny_model_dir, ["-"], inputs, overwrite=True, progress=False)
+    assert inputs.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"id,text\n1,Hello\n", b'{"title": "a corpus, not our output"}\n',
+                                     b'{"id": "x"}\n{"id": "y", "tex'])
+def test_resume_onto_a_file_that_is_not_our_output_leaves_it_alone(tiny_model_dir, source_records, tmp_path,
+                                                                   content):
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:3])
+    output = tmp_path / "precious.out"
+    output.write_bytes(content)
+    with pytest.raises(InputError, match="not a newstagger output record|was it written from other inputs"):
+        tag_files(tiny_model_dir, [str(inputs)], output, resume=True, progress=False)
+    assert output.read_bytes() == content
+
+
+def test_output_inside_an_input_folder_is_not_read_back(predictor, source_records, tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_lines(folder / "a.jsonl", source_records[:3])
+    output = folder / "tags.jsonl"
+    counts = tag_files(predictor, [str(folder)], output, progress=False)
+    assert counts.records == 3 and [r["id"] for r in read_jsonl(output)] == [r["id"] for r in source_records[:3]]
+    counts = tag_files(predictor, [str(folder)], output, resume=True, progress=False)  # and not on resume
+    assert (counts.resumed, counts.records) == (3, 3)
+
+
+def test_empty_paragraphs_keep_their_index(predictor, tmp_path):
+    paragraphs = ["Talks resumed in Geneva on Monday.", "", "Both sides said progress was made.", "   ",
+                  "Subscribe to our newsletter."]
+    counts, out = tag(predictor, [write_lines(tmp_path / "gaps.jsonl", [{"id": "g", "paragraphs": paragraphs}])],
+                      tmp_path)
+    assert_tagged(out[0], len(paragraphs))
+    assert [p["boilerplate"] for p in out[0]["paragraphs"]][1::2] == [True, True]  # the empty ones
+    assert "" not in out[0]["clean_text"].split("\n\n")
+
+
+def test_shared_empty_paragraphs_case(predictor, tmp_path):
+    case = ROOT.parent / "shared" / "cases" / "11-empty-paragraphs.jsonl"
+    if not case.exists():
+        pytest.skip(f"{case} is absent (../shared not beside the checkout)")
+    record = json.loads(case.read_text(encoding="utf-8"))
+    _, out = tag(predictor, [case], tmp_path)
+    assert_tagged(out[0], len(record["paragraphs"]))
+    blank = [i for i, p in enumerate(record["paragraphs"]) if not p.strip()]
+    assert all(out[0]["paragraphs"][i]["boilerplate"] for i in blank)
+
+
+def test_hostile_records_each_give_one_error_record(predictor, tmp_path):
+    lines = [b'{"id": "deep", "text": "x", "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+             b'{"id": ' + b"9" * 5000 + b', "text": "x"}',
+             b'{"id": true, "text": "True is not an id"}',
+             b'{"id": NaN, "text": "NaN is no id either"}',
+             b'{"id": "title", "title": "' + b"t" * 300_000 + b'", "text": "x"}',
+             b'{"id": "fine", "text": "A good article."}']
+    counts, out = tag(predictor, [write_lines(tmp_path / "hostile.jsonl", lines)], tmp_path)
+    assert [r["id"] for r in out] == ["hostile.jsonl:1", "hostile.jsonl:2", "hostile.jsonl:3", "hostile.jsonl:4",
+                                      "title", "fine"]
+    errors = [r.get("error", "") for r in out]
+    assert errors[0].endswith(":1: record: JSON nested too deeply")
+    assert ":2: record: invalid JSON (Exceeds the limit (4300 digits)" in errors[1]
+    assert errors[2].endswith(":3: id: expected a string or a number, got bool")
+    assert "error" not in out[3] and "error" not in out[5]
+    assert ":5: title: 300000 characters, over the limit of 2000" in errors[4]
+    assert (counts.records, counts.errors) == (6, 4)
+
+
+def test_fuzz_every_line_gives_one_output_record(predictor, source_records, tmp_path):
+    """Seeded junk between good records: one output record per non-blank input line, in order."""
+    import random
+
+    rng = random.Random(7)
+    lines = []
+    for i in range(60):
+        if i % 4 == 0:
+            lines.append(json.dumps(source_records[i % len(source_records)]).encode())
+        else:
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80))).replace(b"\n", b"")
+            lines.append(rng.choice([junk, b"{" + junk, b'{"text": "' + junk + b'"}', b'{"id": 1, "paragraphs": ["'
+                                     + junk + b'", ""]}']))
+    path = write_lines(tmp_path / "junk.jsonl", lines)
+    counts, out = tag(predictor, [path], tmp_path, chunk_size=7)
+    expected = [n for n, line in enumerate(path.read_bytes().split(b"\n"), start=1) if line.strip()]
+    assert counts.records == len(out) == len(expected)
+    for record, line in zip(out, expected):
+        assert "error" not in record or record["error"].startswith(f"{path}:{line}: ")

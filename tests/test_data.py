@@ -1,4 +1,5 @@
-"""The loader's validation and error messages, and the shipped corpus's counts and split hygiene."""
+"""The loader's validation and error messages (newstagger.data on top of newstagger.inputs), and the shipped
+corpus's counts and split hygiene."""
 
 import json
 from collections import Counter
@@ -7,6 +8,7 @@ import pytest
 
 from newstagger.data import (Article, BoilerplateAugmenter, DataError, attach_boilerplate,
                              bank_units, corpus_counts, load_articles, load_bank)
+from newstagger.inputs import Columns
 
 GOOD = {"id": "a1", "title": "T", "paragraphs": ["One.", "Two."], "boilerplate": [0, 1], "topics": ["diplomacy"]}
 
@@ -17,20 +19,21 @@ def write_lines(path, records):
 
 
 @pytest.mark.parametrize("change, field, words", [
-    ({"id": ""}, "id", "non-empty string"),
-    ({"id": 7}, "id", "non-empty string"),
+    ({"id": True}, "id", "expected a string or a number, got bool"),
+    ({"id": [1]}, "id", "expected a string or a number, got list"),
     ({"title": 3}, "title", "expected a string"),
-    ({"paragraphs": None}, "paragraphs", "missing"),
+    ({"paragraphs": None}, "text", "missing"),
     ({"paragraphs": "One. Two."}, "paragraphs", "expected a list"),
-    ({"paragraphs": [], "boilerplate": []}, "paragraphs", "empty list"),
-    ({"paragraphs": ["One.", "  "]}, "paragraphs", "item 1 is empty"),
+    ({"paragraphs": [], "boilerplate": []}, "paragraphs", "no non-empty paragraph"),
+    ({"paragraphs": ["  ", ""], "boilerplate": [0, 0]}, "paragraphs", "no non-empty paragraph"),
     ({"paragraphs": ["One.", 5]}, "paragraphs", "item 1 is int"),
     ({"boilerplate": [0]}, "boilerplate", "1 flags for 2 paragraphs"),
     ({"boilerplate": [0, 2]}, "boilerplate", "expected 0 or 1"),
-    ({"boilerplate": None}, "boilerplate", "missing"),
+    ({"boilerplate": None, "topics": None}, "boilerplate", "missing"),
     ({"topics": ["weather"]}, "topics", "unknown label 'weather'"),
-    ({"topics": "diplomacy"}, "topics", "list of label names"),
+    ({"topics": 5}, "topics", "expected label names"),
     ({"topics": ["diplomacy", "diplomacy"]}, "topics", "listed twice"),
+    ({"paragraphs": ["One.", "x" * 50_001]}, "paragraphs", "over the limit of 50000"),
 ])
 def test_each_malformed_record_has_its_own_error(tmp_path, change, field, words):
     path = write_lines(tmp_path / "bad.jsonl", [GOOD, {**GOOD, "id": "a2", **change}])
@@ -62,7 +65,42 @@ def test_labels_come_from_the_config(tmp_path):
         load_articles(path)
 
 
-def test_csv_and_parquet_read_through_datasets(tmp_path):
+def test_partial_labels_numeric_ids_and_empty_paragraphs_load(tmp_path):
+    records = [{**GOOD, "id": 7, "boilerplate": None},  # topics only, a numeric id
+               {**GOOD, "id": "flags-only", "topics": None},
+               {**GOOD, "id": "", "paragraphs": ["One.", "  "], "boilerplate": [0, 1]}]  # no id, an empty paragraph
+    articles = load_articles(write_lines(tmp_path / "p.jsonl", records)).articles
+    assert [a.id for a in articles] == ["7", "flags-only", "p.jsonl:3"]
+    assert (articles[0].boilerplate, articles[0].topics) == (None, ["diplomacy"])
+    assert (articles[1].boilerplate, articles[1].topics) == ([0, 1], None)
+    assert articles[2].paragraphs == ["One.", "  "]  # kept at its index, so flags stay aligned
+
+
+def test_user_csv_with_text_label_and_id_columns(tmp_path):
+    """A user's corpus as exported: numeric ids, a body column holding the whole text, one label column whose
+    cells are a single label, a delimited list, a JSON list or empty (no topic)."""
+    (tmp_path / "mine.csv").write_text(
+        'doc,headline,body,topic\n'
+        '101,Talks,"Ministers met.\n\nThey agreed.",diplomacy\n'
+        '102,,One paragraph.,"sanctions; diplomacy"\n'
+        '103,T,"A\nB",\n'
+        '104,T,Text,"[""press_freedom""]"\n', encoding="utf-8")
+    columns = Columns(text="body", label="topic", id="doc")
+    articles = load_articles(tmp_path / "mine.csv", columns=columns).articles
+    assert [a.id for a in articles] == ["101", "102", "103", "104"]
+    assert [a.paragraphs for a in articles] == [["Ministers met.", "They agreed."], ["One paragraph."], ["A", "B"],
+                                                ["Text"]]
+    assert [a.topics for a in articles] == [["diplomacy"], ["sanctions", "diplomacy"], [], ["press_freedom"]]
+    assert all(a.boilerplate is None for a in articles)
+    with pytest.raises(DataError, match=r"mine\.csv: no column 'label' for --label-column"):
+        load_articles(tmp_path / "mine.csv", columns=Columns(text="body", label="label"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text('body,topic\nFine.,weather\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.csv:2: topic: unknown label 'weather'"):
+        load_articles(bad, columns=Columns(text="body", label="topic"))
+
+
+def test_csv_and_parquet_lists_as_json_cells_and_columns(tmp_path):
     import pandas as pd
 
     frame = pd.DataFrame([{"id": "c1", "title": "", "paragraphs": json.dumps(["A.", "B."]),

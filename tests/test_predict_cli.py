@@ -1,7 +1,7 @@
-"""predict.py as a user runs it: a real subprocess killed with SIGKILL and resumed, exit statuses,
---pretty over a folder, and agreement with the Python API."""
+"""predict.py and ``newstagger tag`` as a user runs them: a real subprocess killed with SIGKILL and resumed,
+exit statuses, --pretty over a folder, byte-identical output of both commands, and agreement with the
+Python API."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from newstagger.cli import main as cli_main
 from newstagger.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,17 +116,27 @@ def test_exit_status_is_1_when_a_record_fails_and_stdin_works(tiny_model_dir, co
     assert "records: 5, tagged: 3, errors: 2" in done.stderr.decode()
 
 
-# The tests below call predict.main() in-process: the same code, without a subprocess's start-up time.
+def test_newstagger_tag_and_predict_py_write_the_same_bytes(tiny_model_dir, corpus, tmp_path):
+    small = tmp_path / "small.jsonl"
+    small.write_bytes(b"".join(corpus.read_bytes().splitlines(keepends=True)[:20]) + b'{"id": "bad"}\n')
+    by_predict = tmp_path / "predict.jsonl"
+    assert run_predict(tiny_model_dir, small, "-o", by_predict).returncode == 1
+    by_cli = tmp_path / "cli.jsonl"
+    done = subprocess.run([str(Path(sys.executable).parent / "newstagger"), "tag", "--model", str(tiny_model_dir),
+                           "--num-threads", "1", "-q", str(small), "-o", str(by_cli)],
+                          capture_output=True, cwd=ROOT, env=ENV, timeout=300)
+    assert done.returncode == 1, done.stderr.decode()
+    assert by_cli.read_bytes() == by_predict.read_bytes()
+    assert by_cli.read_bytes().count(b"\n") == 21
 
-def load_cli():
-    spec = importlib.util.spec_from_file_location("predict_cli", PREDICT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+
+# The tests below call the CLI's main() in-process: the same code, without a subprocess's start-up time.
+
+def tag_main(*argv) -> int:
+    return cli_main(["tag", *map(str, argv)], prog="predict.py")
 
 
 def test_usage_errors_exit_with_status_2(tiny_model_dir, corpus, tmp_path, capsys):
-    cli = load_cli()
     existing = tmp_path / "out.jsonl"
     existing.write_text("earlier results\n")
     cases = [
@@ -134,9 +145,16 @@ def test_usage_errors_exit_with_status_2(tiny_model_dir, corpus, tmp_path, capsy
         (["--model", str(tiny_model_dir), str(tmp_path / "missing.jsonl")], "missing.jsonl: no such file"),
         (["--model", str(tiny_model_dir), str(corpus), "--resume"], "stdout cannot be resumed"),
         (["--model", str(tiny_model_dir), "-", "--site-repeat"], "stdin cannot do"),
+        (["--model", str(tiny_model_dir), str(corpus), "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--model", str(tiny_model_dir), str(corpus), "--chunk-size", "-3"], "--chunk-size must be at least 1"),
+        (["--model", str(tiny_model_dir), str(corpus), "--max-paragraphs", "0"], "max_paragraphs must be"),
+        (["--model", str(tiny_model_dir), str(corpus), "-o", str(tmp_path / "no" / "out.jsonl")],
+         "its folder " + str(tmp_path / "no") + " does not exist"),
+        (["--model", str(tiny_model_dir), str(corpus), "--engine", "ray", "--resume", "-o", str(tmp_path / "r")],
+         "--resume works with --engine local only"),
     ]
     for argv, message in cases:
-        assert cli.main(argv) == 2, argv
+        assert tag_main(*argv) == 2, argv
         assert message in capsys.readouterr().err
     assert existing.read_text() == "earlier results\n"
 
@@ -148,7 +166,7 @@ def test_pretty_reads_only_the_txt_files_of_a_folder(tiny_model_dir, tmp_path, c
                                        "donate today.\n", encoding="utf-8")
     (folder / "brief.txt").write_text("Sanctions were extended for six months.", encoding="utf-8")
     (folder / "expected.json").write_text(json.dumps({"moscow.txt": ["diplomacy"]}))
-    assert load_cli().main(["--model", str(tiny_model_dir), str(folder), "--pretty"]) == 0  # as `make run` does
+    assert tag_main("--model", tiny_model_dir, folder, "--pretty") == 0  # as `make run` does
     blocks = capsysbinary.readouterr().out.decode().strip().split("\n\n")
     assert [b.split()[0] for b in blocks] == ["brief.txt", "moscow.txt"]
     assert blocks[1].splitlines()[0] == "moscow.txt  (2 paragraphs)"

@@ -17,11 +17,18 @@ pytest.importorskip("ray.data", reason="ray[data] is not installed: pip install 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from newstagger.batch import OnDevice  # noqa: E402
+from newstagger.cli import main as cli_main  # noqa: E402
+from newstagger.inputs import Limits  # noqa: E402
 from newstagger.predictor import ArticleError, Predictor  # noqa: E402
-from newstagger.ray_tagging import (MAX_PARAGRAPH_CHARS, MAX_PARAGRAPHS, OnDevice, SUCCESS_FILE,  # noqa: E402
-                                    connect, main, read_output)
+from newstagger.ray_tagging import SUCCESS_FILE, connect, read_output  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv) -> int:
+    """``newstagger tag --engine ray ...`` in-process."""
+    return cli_main(["tag", "--engine", "ray", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +90,7 @@ def corpus(tmp_path_factory):
 
 def reference(model_dir, expected):
     """What the single-process Predictor makes of each good record: to_record() by (file, row)."""
-    predictor = Predictor.from_pretrained(model_dir, max_paragraphs=MAX_PARAGRAPHS,
-                                          max_paragraph_chars=MAX_PARAGRAPH_CHARS)
+    predictor = Predictor.from_pretrained(model_dir, limits=Limits())  # the limits both engines use
     keys = [k for k, v in expected.items() if v[0] == "ok"]
     results = predictor.predict_batch_safe([expected[k][2] for k in keys])
     assert not any(isinstance(r, ArticleError) for r in results)
@@ -135,8 +141,8 @@ def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corp
     assert ray.cluster_resources()["CPU"] == 2
     output = tmp_path / "tags"
     argv = ["--model", str(tiny_model_dir), str(folder / "a.jsonl"), str(folder / "b.jsonl"),
-            str(folder / "c.parquet"), "--output", str(output), "--num-actors", "2", "--threads-per-actor", "1",
-            "--batch-size", "4", "--output-format", "parquet"]
+            str(folder / "c.parquet"), "--output", str(output), "--num-actors", "2", "--num-threads", "1",
+            "--chunk-size", "4", "--output-format", "parquet"]
     assert main(argv) == 1  # the job completes; 1 says some records are error rows
     shards = sorted(p.name for p in output.iterdir())
     assert shards and all(n.endswith(".parquet") for n in shards if n != SUCCESS_FILE)
@@ -157,14 +163,8 @@ def test_ray_jsonl_output_is_to_record(ray_instance, corpus, tiny_model_dir, tmp
     # An unfinished earlier run left a shard behind: it is cleared, not mixed in.
     output.mkdir()
     (output / "stale_000000.jsonl").write_text('{"id": "stale"}\n')
-    # through the top-level CLI: `predict.py --engine ray` hands its arguments to newstagger.ray_tagging
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("predict_cli", Path(__file__).resolve().parent.parent / "predict.py")
-    predict_cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(predict_cli)
-    status = predict_cli.main(["--engine", "ray", "--model", str(tiny_model_dir), str(folder), "--output",
-                               str(output), "--num-actors", "2", "--output-format", "jsonl", "--batch-size", "8"])
+    status = main(["--model", str(tiny_model_dir), str(folder), "--output", str(output), "--num-actors", "2",
+                   "--output-format", "jsonl", "--chunk-size", "8"])
     assert status == 1
     assert "errors: 5" in capsys.readouterr().err
     assert not (output / "stale_000000.jsonl").exists()

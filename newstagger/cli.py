@@ -1,0 +1,325 @@
+"""The ``newstagger`` command: parses the command line and dispatches; the work is done elsewhere.
+
+    newstagger train    --config configs/default.yaml [key=value | --key value ...]   -> newstagger.training
+    newstagger tag      --model runs/default INPUT... [-o OUT] [--engine local|ray]    -> newstagger.batch
+    newstagger evaluate --model runs/default --data FILE [--json]                     -> newstagger.evaluate
+    newstagger check    FILE... [--labels a,b]                                        -> newstagger.data
+    newstagger export   --model runs/default                                          -> newstagger.quantize
+
+Each subcommand builds one options object (TagOptions, EvaluateOptions, a TrainingConfig) and hands it
+on. Exit codes live here, and only here (EXIT_*); train.py and predict.py are thin shims over main().
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_OK = 0  # every record tagged (check: every record valid)
+EXIT_RECORD_ERRORS = 1  # the run finished, but some records are error records (check: some records are bad)
+EXIT_USAGE = 2  # usage or input error: bad options, unreadable input, unusable output or model, bad config
+EXIT_CRASH = 3  # an unexpected error (a bug): set NEWSTAGGER_DEBUG=1 to see the traceback
+
+EXIT_CODES_HELP = """exit status:
+  0  all records tagged (check: all records valid)
+  1  some records failed: each is an error record "file:line: field: problem" (check: some records bad)
+  2  usage or input error: bad options or config, an input, output or model that cannot be used
+  3  crash: an unexpected error (NEWSTAGGER_DEBUG=1 shows the traceback)"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and of the exit-status table."""
+
+
+def _columns_arguments(parser: argparse.ArgumentParser, labels: bool) -> None:
+    parser.add_argument("--text-column", help="field holding the text or the list of paragraphs "
+                                              "(default: 'paragraphs' if present, else 'text')")
+    parser.add_argument("--id-column", help="field holding the record id (default: 'id'; records without "
+                                            "one get <file name>:<line or row>)")
+    if labels:
+        parser.add_argument("--label-column", help="field holding the topic labels: a list, a JSON list, "
+                                                   "'a, b' / 'a; b' / 'a | b', or one label (default: 'topics')")
+
+
+def _limits_arguments(parser: argparse.ArgumentParser) -> None:
+    from .inputs import Limits
+
+    defaults = Limits()
+    group = parser.add_argument_group("limits (a record over a limit becomes an error record)")
+    group.add_argument("--max-paragraphs", type=int, default=defaults.max_paragraphs, help="(default %(default)s)")
+    group.add_argument("--max-paragraph-chars", type=int, default=defaults.max_paragraph_chars,
+                       help="(default %(default)s)")
+    group.add_argument("--max-title-chars", type=int, default=defaults.max_title_chars, help="(default %(default)s)")
+    group.add_argument("--max-line-bytes", type=int, default=defaults.max_line_bytes,
+                       help="bytes of one record (JSONL line, CSV row, .txt file), checked before it is parsed "
+                            "(default %(default)s)")
+
+
+def _runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("torch", "int8"), default="torch",
+                        help="int8: ONNX Runtime int8 encoder, about 2x faster on a CPU (default %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (cuda when there is one) (default %(default)s)")
+    parser.add_argument("--num-threads", type=int, default=None,
+                        help="torch CPU threads per Predictor (default: torch's choice; on Ray: 1 per actor)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="encoder micro-batch: paragraph chunks per encoder call; raise it on a GPU "
+                             "(default %(default)s)")
+
+
+def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
+        description="Tag news articles with topics and flag boilerplate paragraphs; train your own tagger.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train", help="train a model", formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
+                                description="Train a model from a YAML config; overrides as key=value or --key value\n"
+                                            "(any TrainingConfig key; trainer.KEY for any TrainingArguments option).")
+    train.add_argument("--config", help="YAML config (see configs/); default: the built-in default config")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="override config values")
+    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                       help="resume from the last checkpoint, or from the given checkpoint folder")
+    train.add_argument("--skip-if-trained", action="store_true",
+                       help="do nothing when output_dir already holds a model of the same config and data")
+    _columns_arguments(train, labels=True)
+    parser.set_defaults(train_options={o for action in train._actions for o in action.option_strings})
+
+    tag = commands.add_parser(
+        "tag", help="tag articles", formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
+        description="Tag articles: one JSONL record per input record, in input order. A record that cannot be\n"
+                    "tagged becomes {\"id\", \"error\": \"file:line: field: problem\"} and the run goes on.\n"
+                    "--engine ray runs the same options on Ray Data actors and writes a folder of shards.")
+    tag.add_argument("--model", required=True, help="a trained model folder (e.g. runs/default)")
+    tag.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help=".jsonl, .csv, .parquet, .txt (one article; .gz too), a folder of them, a URI "
+                          "(s3://...), or - for JSONL on stdin")
+    tag.add_argument("--output", "-o", help="output file (default: stdout); --engine ray: an output folder")
+    tag.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this process; ray: Ray Data actors on a cluster or a local Ray instance")
+    tag.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run: keep the records --output holds, skip as many inputs")
+    tag.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    tag.add_argument("--pretty", action="store_true", help="human-readable output instead of JSONL")
+    _columns_arguments(tag, labels=False)
+    tag.add_argument("--chunk-size", type=int, default=128,
+                     help="articles per Predictor call (ray: per actor call); their paragraphs share encoder "
+                          "micro-batches (default %(default)s)")
+    _runtime_arguments(tag)
+    _limits_arguments(tag)
+    tag.add_argument("--site-repeat", action="store_true",
+                     help="two passes: push paragraphs that recur verbatim across articles of one source "
+                          "toward boilerplate")
+    tag.add_argument("--site-repeat-min", type=int, default=3,
+                     help="articles of a source a paragraph must occur in for --site-repeat (default %(default)s)")
+    tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    ray = tag.add_argument_group("--engine ray only")
+    ray.add_argument("--ray-address", help="cluster to connect to (default: $RAY_ADDRESS, else a private local "
+                                           "instance); 'auto': the cluster started on this machine")
+    ray.add_argument("--num-actors", type=int, help="tagging actors (default: CPUs / threads, or one per GPU)")
+    ray.add_argument("--output-format", choices=("parquet", "jsonl"), default="parquet", help="(default %(default)s)")
+    ray.add_argument("--rows-per-file", type=int, default=10_000,
+                     help="at least this many rows per output shard (default %(default)s)")
+
+    evaluate = commands.add_parser("evaluate", help="score a model on a labelled file", formatter_class=_Formatter,
+                                   epilog=EXIT_CODES_HELP,
+                                   description="Evaluate a saved model on a labelled file (topics and/or flags).")
+    evaluate.add_argument("--model", required=True, help="saved model folder")
+    evaluate.add_argument("--data", required=True, help="labelled JSONL, CSV or Parquet file")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _columns_arguments(evaluate, labels=True)
+    _runtime_arguments(evaluate)
+
+    check = commands.add_parser("check", help="validate training or evaluation files", formatter_class=_Formatter,
+                                epilog=EXIT_CODES_HELP,
+                                description="Validate labelled files: every problem as file:line: field: problem.")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--labels", help="comma-separated label names (default: any label; counts are printed)")
+    check.add_argument("--strict", action="store_true", help="stop at the first bad record")
+    _columns_arguments(check, labels=True)
+
+    export = commands.add_parser("export", help="write a model's int8 ONNX encoder", formatter_class=_Formatter,
+                                 epilog=EXIT_CODES_HELP,
+                                 description="Write the int8 ONNX encoder into the model folder (onnx/), so\n"
+                                             "--backend int8 starts at once.")
+    export.add_argument("--model", required=True, help="saved model folder")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch: one options object per command
+# ---------------------------------------------------------------------------------------------
+
+
+def _columns(args):
+    from .inputs import Columns
+
+    return Columns(text=args.text_column, id=args.id_column, label=getattr(args, "label_column", None))
+
+
+def _limits(args):
+    from .inputs import Limits
+
+    return Limits(args.max_paragraphs, args.max_paragraph_chars, args.max_title_chars, args.max_line_bytes)
+
+
+def run_tag(args) -> int:
+    from .batch import TagOptions, tag
+
+    options = TagOptions(
+        model=args.model, inputs=args.inputs, output=args.output, engine=args.engine, resume=args.resume,
+        overwrite=args.overwrite, pretty=args.pretty, columns=_columns(args), limits=_limits(args),
+        chunk_size=args.chunk_size, batch_size=args.batch_size, backend=args.backend, device=args.device,
+        num_threads=args.num_threads, site_repeat=args.site_repeat, site_repeat_min=args.site_repeat_min,
+        progress=False if args.quiet else None, ray_address=args.ray_address, num_actors=args.num_actors,
+        output_format=args.output_format, rows_per_file=args.rows_per_file)
+    summary = tag(options)
+    print(summary.summary(), file=sys.stderr)
+    return EXIT_RECORD_ERRORS if summary.exit_status else EXIT_OK
+
+
+def run_train(args, extra: list[str]) -> int:
+    import logging
+
+    from .config import load_config
+    from .inputs import InputError
+
+    overrides = list(args.overrides) + extra
+    for key in ("text_column", "label_column", "id_column"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    config = load_config(args.config, overrides)
+    if args.resume is True:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        output = Path(config.output_dir)
+        checkpoints = output.with_name(output.name + "-checkpoints")  # where newstagger.training keeps them
+        if not checkpoints.is_dir() or get_last_checkpoint(str(checkpoints)) is None:
+            raise InputError(f"--resume: no checkpoint in {checkpoints}; train without --resume to start")
+    elif args.resume and not Path(args.resume).is_dir():
+        raise InputError(f"--resume {args.resume}: no such checkpoint folder")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    from .training import train
+
+    train(config, resume=args.resume, skip_if_trained=args.skip_if_trained)
+    return EXIT_OK
+
+
+def run_evaluate(args) -> int:
+    from .evaluate import EvaluateOptions, evaluate
+    from .metrics import format_report
+
+    options = EvaluateOptions(model=args.model, data=args.data, columns=_columns(args), backend=args.backend,
+                              device=args.device, num_threads=args.num_threads, batch_size=args.batch_size)
+    report, n = evaluate(options)
+    print(json.dumps(report) if args.json else
+          format_report(report, f"{args.data}: {n} articles, model {args.model} ({args.backend})"))
+    return EXIT_OK
+
+
+def run_check(args) -> int:
+    from .data import check_files
+
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
+    failed = check_files(args.files, labels, strict=args.strict, columns=_columns(args))
+    return EXIT_RECORD_ERRORS if failed else EXIT_OK
+
+
+def run_export(args) -> int:
+    from .inputs import InputError
+    from .quantize import main as export_int8
+
+    if not (Path(args.model) / "config.json").is_file():
+        raise InputError(f"{args.model}: not a model folder (no config.json)")
+    return export_int8(["--model", args.model])
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the user asked for something that cannot be done": one line, status 2."""
+    from .data import DataError
+    from .inputs import InputError
+
+    errors: list[type[BaseException]] = [InputError, DataError]
+    try:
+        from .config import ConfigError
+
+        errors.append(ConfigError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "newstagger") -> int:
+    """Run one command; returns its exit status (see EXIT_*). Never raises (but SystemExit from --help)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog)
+    if argv[:1] == ["train"]:
+        argv = _join_overrides(argv, parser.get_default("train_options"))
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":  # only train takes unknown --key value (config overrides)
+        parser.parse_args(argv)  # exits with argparse's message and status 2
+    name = f"{prog} {args.command}" if prog == "newstagger" else prog
+    try:
+        return _dispatch(args, extra, name)
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError, AttributeError):
+            _silence_stdout()
+
+
+def _dispatch(args, extra: list[str], name: str) -> int:
+    try:
+        commands = {"tag": run_tag, "evaluate": run_evaluate, "check": run_check, "export": run_export}
+        return run_train(args, extra) if args.command == "train" else commands[args.command](args)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of our stdout went away (| head): nothing more to say to it
+        _silence_stdout()
+        print(f"{name}: error: standard output was closed before all records were written", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:
+        if isinstance(e, _user_errors()):
+            print(f"{name}: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        if os.environ.get("NEWSTAGGER_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"{name}: crash: {type(e).__name__}: {e} (NEWSTAGGER_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_CRASH
+
+
+def _join_overrides(argv: list[str], known: set[str]) -> list[str]:
+    """``--key value`` config overrides become ``--key=value``, so the parser passes them on whole."""
+    out = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("--") and "=" not in token and token not in known and i + 1 < len(argv):
+            token, i = f"{token}={argv[i + 1]}", i + 1
+        out.append(token)
+        i += 1
+    return out
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's final flush of a closed pipe does not print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def entry_point() -> None:
+    """The ``newstagger`` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

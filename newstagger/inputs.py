@@ -1,0 +1,823 @@
+"""Reading articles: one reader for every input, one rule from record to Article, one set of limits.
+
+Everything newstagger reads goes through here: training, evaluation and ``check`` (newstagger.data),
+the local tagging engine (newstagger.batch) and the Ray datasource (newstagger.ray_tagging).
+
+    for position, item in iter_articles(["corpus.jsonl", "news.csv", "texts/", "-"], Columns(text="body")):
+        print(position, item)         # "news.csv:12", an Article or an ArticleError ("text: missing")
+
+Inputs: JSON Lines (.jsonl, .ndjson, .json; optionally .gz), CSV (.csv, .csv.gz: header row, one record
+per row), Parquet (.parquet), text (.txt, .txt.gz: one article per file), folders of such files (sorted,
+not recursive; a .json file in a folder is not read, so a folder of .txt articles may hold expected.json),
+"-" (JSON Lines on standard input), and URIs pyarrow's filesystems open (``s3://``, ``gs://``, ``file://``).
+
+Every record gives exactly one item, in input order, at its Position (``file:line``: a JSONL line, the line
+a CSV row starts on, a Parquet row number; a .txt file has no line). A record that cannot be read is an
+ArticleError at that position, and reading goes on: nothing is skipped in silence. Blank JSONL lines and
+blank CSV lines are not records (they still count for line numbers).
+
+The record rule (article_from_record): the text is ``paragraphs`` (a list, kept as it is, so output
+paragraph i is input paragraph i, empty ones included) or ``text`` (a string split into paragraphs by
+split_paragraphs), or the column named by ``Columns.text``; ``title`` is optional; the id is the id column's
+value (strings, and numbers such as a CSV's ``101``) or, when missing, ``<file name>:<line>``. Labelled
+records may add ``boilerplate`` (0/1 per paragraph) and topics (``Columns.label``, default ``topics``): a
+list, a JSON list, a delimited string (``a, b``, ``a; b``, ``a | b``) or a single label.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import gzip
+import io
+import json
+import math
+import os
+import re
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Iterable, Iterator, Sequence
+
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")  # an explicit .json file is read as JSON lines
+FOLDER_SUFFIXES = (".txt", ".jsonl", ".ndjson", ".csv", ".parquet")  # what a folder's listing reads
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
+           ".txt": "txt"}
+SOURCE_FIELDS = ("source", "site", "outlet", "domain")  # where an article comes from (--site-repeat)
+LIST_FIELDS = ("paragraphs", "boilerplate")
+UNDECODED_BYTE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a byte that is not UTF-8
+_READ_CHUNK = 1 << 20
+
+
+@dataclass
+class Article:
+    """One article: ``paragraphs`` in input order (empty ones keep their index), optional labels."""
+    id: str
+    paragraphs: list[str]
+    title: str = ""
+    boilerplate: list[int] | None = None  # one 0/1 flag per paragraph; None when unlabelled
+    topics: list[str] | None = None  # None when unlabelled
+    extra: dict = field(default_factory=dict)  # the record's other fields (outlet, source, url...)
+
+    def to_record(self) -> dict:
+        record = {"id": self.id, "title": self.title, "paragraphs": self.paragraphs}
+        if self.boilerplate is not None:
+            record["boilerplate"] = self.boilerplate
+        if self.topics is not None:
+            record["topics"] = self.topics
+        record.update(self.extra)
+        return record
+
+
+class ArticleError(ValueError):
+    """One record that cannot be read or tagged. ``str(e)`` is ``file:line: field: problem`` once the
+    record's place is known (``where``), ``field: problem`` before. ``record_id``: the record's id when it
+    could be read, for the error record of the output."""
+
+    def __init__(self, message: str, where: object = None, record_id: str | None = None):
+        self.message = message  # "field: problem"
+        self.where = where
+        self.record_id = record_id
+        super().__init__(f"{where}: {message}" if where is not None else message)
+
+    @property
+    def field(self) -> str:
+        return self.message.split(": ", 1)[0]
+
+    def at(self, where: object, record_id: str | None = None) -> "ArticleError":
+        return ArticleError(self.message, where, record_id if record_id is not None else self.record_id)
+
+
+class InputError(ValueError):
+    """A problem with a run itself (an input, the output, an option), found before any record is written:
+    the CLI prints it on one line and exits with status 2."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one article may hold. Real news articles have tens of paragraphs of at most a few thousand
+    characters; beyond these limits a "record" is a scraping accident (a whole site, a page without
+    paragraph breaks), and tagging it would stall a run or exhaust its memory. Shared by the Predictor,
+    the CLI's engines and training, so a service and a batch job accept the same articles.
+
+    max_line_bytes caps one record before it is parsed (a JSONL line, a CSV row, a .txt file), so a
+    runaway line costs at most this much memory."""
+    max_paragraphs: int = 1000
+    max_paragraph_chars: int = 50_000
+    max_title_chars: int = 2_000
+    max_line_bytes: int = 8 << 20
+
+    def __post_init__(self):
+        for name in ("max_paragraphs", "max_paragraph_chars", "max_title_chars", "max_line_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+    def check(self, article: Article) -> None:
+        """Raise ArticleError when ``article`` is over a limit."""
+        if len(article.paragraphs) > self.max_paragraphs:
+            raise ArticleError(f"paragraphs: {len(article.paragraphs)} paragraphs, over the limit of "
+                               f"{self.max_paragraphs} (max_paragraphs)")
+        longest = max((len(p) for p in article.paragraphs), default=0)
+        if longest > self.max_paragraph_chars:
+            raise ArticleError(f"paragraphs: a paragraph of {longest} characters, over the limit of "
+                               f"{self.max_paragraph_chars} (max_paragraph_chars)")
+        if len(article.title) > self.max_title_chars:
+            raise ArticleError(f"title: {len(article.title)} characters, over the limit of "
+                               f"{self.max_title_chars} (max_title_chars)")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which record fields hold the text, the id and the topic labels. None: the defaults
+    (``paragraphs``, else ``text``; ``id``; ``topics``)."""
+    text: str | None = None
+    id: str | None = None
+    label: str | None = None
+
+    @classmethod
+    def from_config(cls, config) -> "Columns":
+        """From a training config's text_column / id_column / label_column (absent keys: defaults)."""
+        return cls(getattr(config, "text_column", None), getattr(config, "id_column", None),
+                   getattr(config, "label_column", None))
+
+    @property
+    def label_field(self) -> str:
+        return self.label or "topics"
+
+    def wanted(self) -> set[str]:
+        """The fields a tagging run reads (Parquet reads only these columns)."""
+        return {self.text or "text", "paragraphs", "title", self.id or "id", *SOURCE_FIELDS}
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a record was read: ``source`` (the input as named, or <stdin>) and ``row`` (1-based line or
+    row; None for a .txt file, which is one record)."""
+    source: str
+    row: int | None = None
+
+    def __str__(self) -> str:
+        return self.source if self.row is None else f"{self.source}:{self.row}"
+
+    @property
+    def default_id(self) -> str:
+        """The id of a record that has none: ``<file name>:<line or row>`` (a .txt file: its name)."""
+        name = PurePosixPath(self.source.replace("\\", "/")).name or self.source
+        return name if self.row is None else f"{name}:{self.row}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The record rule
+# ---------------------------------------------------------------------------------------------
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Blank lines separate paragraphs; a text without blank lines is split on newlines. Whitespace inside
+    a paragraph is collapsed, and empty parts are dropped (a text has no paragraph indices to keep)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    parts = re.split(r"\n\s*\n", text) if re.search(r"\n\s*\n", text) else text.split("\n")
+    return [" ".join(p.split()) for p in parts if p.strip()]
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _type(value) -> str:
+    return type(value).__name__
+
+
+def _text(value: str, name: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON may escape half of a UTF-16 pair ("\ud800"): not Unicode text
+        raise ArticleError(f"{name}: holds an unpaired UTF-16 surrogate (not valid Unicode)") from None
+    return value
+
+
+def record_id(record: dict, position: Position | None, columns: Columns = Columns()) -> str | None:
+    """The record's id as a string: a string as it is, an integral number without a decimal point
+    (``101``, ``101.0`` -> ``"101"``), else the position's default id. Raises ArticleError for a value
+    that cannot be an id (true/false, a list, infinity)."""
+    name = columns.id or "id"
+    value = record.get(name)
+    fallback = position.default_id if position is not None else None
+    if _missing(value) or (isinstance(value, str) and not value.strip()):
+        return fallback
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ArticleError(f"{name}: expected a string or a number, got {_type(value)}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ArticleError(f"{name}: expected a string or a number, got {value}")
+        return str(int(value)) if value.is_integer() else repr(value)
+    return _text(value, name) if isinstance(value, str) else str(value)
+
+
+def _decode_list(value, name: str):
+    """A list field given as JSON text (CSV cells, string columns) becomes the list it spells."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            raise ArticleError(f"{name}: expected a JSON list, got text that is not valid JSON") from None
+    return value
+
+
+def _paragraphs(record: dict, columns: Columns) -> list[str]:
+    if columns.text:
+        name = columns.text
+        if _missing(record.get(name)):
+            raise ArticleError(f"{name}: missing")
+    else:
+        name = "paragraphs" if not _missing(record.get("paragraphs")) else "text"
+        if _missing(record.get(name)):
+            raise ArticleError("text: missing (the record has neither 'paragraphs' nor 'text')")
+    value = record[name]
+    if name == "paragraphs":
+        value = _decode_list(value, name)
+        if isinstance(value, str):
+            raise ArticleError(f"{name}: expected a list of paragraph strings, got str")
+    if isinstance(value, str):
+        return split_paragraphs(_text(value, name))
+    if isinstance(value, (list, tuple)):
+        bad = next((i for i, p in enumerate(value) if not isinstance(p, str)), None)
+        if bad is not None:
+            raise ArticleError(f"{name}: expected a list of strings (item {bad} is {_type(value[bad])})")
+        return [_text(p, name) for p in value]
+    raise ArticleError(f"{name}: expected a text or a list of paragraph strings, got {_type(value)}")
+
+
+def parse_labels(value, name: str = "topics") -> list[str] | None:
+    """Topic labels as users store them: a list, a JSON list, a delimited string (comma, semicolon or
+    pipe: the first of these the string holds) or a single label. None or NaN: unlabelled; "": no topic."""
+    if _missing(value):
+        return None
+    value = _decode_list(value, name)
+    if isinstance(value, str):
+        delimiter = next((d for d in ",;|" if d in value), None)
+        parts = value.split(delimiter) if delimiter else [value]
+        value = [p.strip() for p in parts if p.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ArticleError(f"{name}: expected label names (a list or a delimited string), got {_type(value)}")
+    labels = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise ArticleError(f"{name}: expected label names, got an item of type {_type(item)}")
+        labels.append(_text(item, name).strip() if isinstance(item, str) else str(item))
+    return labels
+
+
+def _flags(value, n_paragraphs: int) -> list[int] | None:
+    if _missing(value):
+        return None
+    value = _decode_list(value, "boilerplate")
+    if not isinstance(value, (list, tuple)):
+        raise ArticleError(f"boilerplate: expected a list of 0/1, got {_type(value)}")
+    bad = next((i for i, f in enumerate(value) if isinstance(f, bool) or f not in (0, 1)), None)
+    if bad is not None:
+        raise ArticleError(f"boilerplate: item {bad} is {value[bad]!r}, expected 0 or 1")
+    if len(value) != n_paragraphs:
+        raise ArticleError(f"boilerplate: {len(value)} flags for {n_paragraphs} paragraphs")
+    return [int(f) for f in value]
+
+
+def article_from_record(record, position: Position | None = None, columns: Columns = Columns(),
+                        labelled: bool = False, limits: Limits | None = None) -> Article:
+    """The one rule from a record (a JSON object, a CSV or Parquet row) to an Article (see the module
+    docstring). ``labelled``: read ``boilerplate`` and the label column too (training, evaluation).
+    Raises ArticleError ("field: problem", its record_id set when the id could be read)."""
+    if not isinstance(record, dict):
+        raise ArticleError(f"record: expected a JSON object, got {_type(record)}")
+    rid = record_id(record, position, columns)
+    try:
+        title = record.get("title")
+        if _missing(title):
+            title = ""
+        elif not isinstance(title, str):
+            raise ArticleError(f"title: expected a string, got {_type(title)}")
+        paragraphs = _paragraphs(record, columns)
+        if not any(p.strip() for p in paragraphs):
+            raise ArticleError("paragraphs: the article has no non-empty paragraph")
+        used = {columns.text or "paragraphs", "text", "paragraphs", "title", columns.id or "id"}
+        article = Article(id=rid, paragraphs=paragraphs, title=_text(title, "title"))
+        if labelled:
+            article.boilerplate = _flags(record.get("boilerplate"), len(paragraphs))
+            article.topics = parse_labels(record.get(columns.label_field), columns.label_field)
+            used |= {"boilerplate", columns.label_field}
+        article.extra = {k: v for k, v in record.items() if k not in used}
+        if limits is not None:
+            limits.check(article)
+        return article
+    except ArticleError as e:
+        raise e.at(None, rid) from None
+
+
+def as_article(obj, default_id: str | None = None, limits: Limits | None = None) -> Article:
+    """The Predictor's article forms: a string (split_paragraphs), a list of paragraph strings, a record
+    dict (article_from_record) or an Article. Raises ArticleError saying what is wrong."""
+    if isinstance(obj, Article):
+        if not isinstance(obj.paragraphs, list) or not all(isinstance(p, str) for p in obj.paragraphs):
+            raise ArticleError("paragraphs: expected a list of strings")
+        if not isinstance(obj.title, str):
+            raise ArticleError(f"title: expected a string, got {_type(obj.title)}")
+        article = obj
+    elif isinstance(obj, str):
+        article = Article(id=default_id, paragraphs=split_paragraphs(_text(obj, "text")))
+    elif isinstance(obj, (list, tuple)):
+        bad = next((i for i, p in enumerate(obj) if not isinstance(p, str)), None)
+        if bad is not None:
+            raise ArticleError(f"paragraphs: expected a list of strings (item {bad} is {_type(obj[bad])})")
+        article = Article(id=default_id, paragraphs=[_text(p, "paragraphs") for p in obj])
+    elif isinstance(obj, dict):
+        article = article_from_record(obj)
+        if article.id is None:
+            article.id = default_id
+    else:
+        raise ArticleError(f"article: expected a string, a list of paragraphs or a dict, got {_type(obj)}")
+    if not any(p.strip() for p in article.paragraphs):
+        raise ArticleError("paragraphs: the article has no non-empty paragraph")
+    if limits is not None:
+        limits.check(article)
+    return article
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: (position, record dict or ArticleError), one per record, for any bytes
+# ---------------------------------------------------------------------------------------------
+
+_PRETTY_HINT = ("; the input looks like a JSON array or pretty-printed JSON, but newstagger reads JSON Lines "
+                "(one object per line): convert it with  jq -c '.[]' FILE > FILE.jsonl")
+
+
+def _lines(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | int]:
+    """The lines of a binary stream without their line end, or, for a line over ``max_bytes``, its length
+    in bytes (the line itself is skipped without being kept)."""
+    buffer = b""
+    skipped = 0  # > 0 while skipping the rest of an overlong line
+    while True:
+        data = stream.read(_READ_CHUNK)
+        if not data:
+            break
+        buffer += data
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            if skipped:
+                yield skipped + end - start
+                skipped = 0
+            elif end - start > max_bytes:
+                yield end - start
+            else:
+                yield buffer[start:end].rstrip(b"\r")
+            start = end + 1
+        buffer = buffer[start:]
+        if skipped or len(buffer) > max_bytes:
+            skipped += len(buffer)
+            buffer = b""
+    if skipped:
+        yield skipped + len(buffer)
+    elif buffer:
+        yield buffer.rstrip(b"\r")
+
+
+def _too_long(n_bytes: int, limits: Limits, what: str = "line") -> ArticleError:
+    return ArticleError(f"record: a {what} of {n_bytes} bytes, over the limit of {limits.max_line_bytes} "
+                        "(max_line_bytes)")
+
+
+def parse_json_record(raw: bytes, first: bool = False):
+    """A JSON object from one line of bytes, or the ArticleError that says why not."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return ArticleError(f"record: not valid UTF-8 ({e.reason} at byte {e.start})")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        hint = _PRETTY_HINT if first and text.strip()[:1] in ("[", "{") else ""
+        return ArticleError(f"record: invalid JSON ({e.msg} at column {e.colno}){hint}")
+    except RecursionError:
+        return ArticleError("record: JSON nested too deeply")
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        return ArticleError(f"record: invalid JSON ({e})")
+    if not isinstance(value, dict):
+        hint = _PRETTY_HINT if first and isinstance(value, list) and value and isinstance(value[0], dict) else ""
+        return ArticleError(f"record: expected a JSON object, got {_type(value)}{hint}")
+    return value
+
+
+def read_jsonl(stream: IO[bytes], source: str, limits: Limits = Limits()) -> Iterator[tuple[Position, object]]:
+    first = True
+    for lineno, raw in enumerate(_lines(stream, limits.max_line_bytes), start=1):
+        if isinstance(raw, int):
+            yield Position(source, lineno), _too_long(raw, limits)
+            first = False
+            continue
+        if not raw.strip():
+            continue  # blank lines are not records (line numbers still count them)
+        yield Position(source, lineno), parse_json_record(raw, first)
+        first = False
+
+
+class _CsvFeed:
+    """Feeds csv.reader decoded lines, remembering the raw lines of the row being read, so that a row that
+    cannot be parsed (an unterminated quote swallowing the rows after it, a row over the size limit) is
+    reported at its first line and reading restarts on the line after it."""
+
+    def __init__(self, stream: IO[bytes], max_bytes: int):
+        self.lines = _lines(stream, max_bytes)
+        self.max_bytes = max_bytes
+        self.pushed: list[tuple[int, bytes | int]] = []  # lines to read again, in order
+        self.next_line = 1
+        self.row: list[tuple[int, bytes | int]] = []  # (line number, raw line) of the row being read
+        self.row_bytes = 0
+
+    def start_row(self) -> None:
+        self.row, self.row_bytes = [], 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.pushed:
+            number, raw = self.pushed.pop(0)
+        else:
+            raw = next(self.lines)  # StopIteration ends the reader
+            number = self.next_line
+            self.next_line += 1
+        self.row.append((number, raw))
+        if isinstance(raw, int):
+            raise _RowTooLong(raw)
+        self.row_bytes += len(raw) + 1
+        if self.row_bytes > self.max_bytes:
+            raise _RowTooLong(self.row_bytes)
+        return raw.decode("utf-8", "surrogateescape") + "\n"
+
+    def row_start(self) -> int:
+        return self.row[0][0] if self.row else self.next_line
+
+    def restart_after_first_line(self) -> None:
+        self.pushed = self.row[1:] + self.pushed
+        self.start_row()
+
+
+class _RowTooLong(Exception):
+    pass
+
+
+def read_csv(stream: IO[bytes], source: str, limits: Limits = Limits()) -> Iterator[tuple[Position, object]]:
+    """One record per CSV row ({header: cell}), at the line the row starts on. A row that cannot be parsed
+    spoils only itself: the rows after it are read again from its second line on."""
+    csv.field_size_limit(max(csv.field_size_limit(), limits.max_line_bytes))
+    feed = _CsvFeed(stream, limits.max_line_bytes)
+    reader = csv.reader(feed, strict=True)
+    header = None
+    while True:
+        feed.start_row()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            if feed.row and header is not None:  # an unterminated quote at the end of the file
+                yield Position(source, feed.row_start()), ArticleError(
+                    "record: cannot parse the CSV row (unexpected end of data: an unterminated quote?)")
+                feed.restart_after_first_line()
+                reader = csv.reader(feed, strict=True)
+                continue
+            return
+        except (csv.Error, _RowTooLong) as e:
+            start = feed.row_start()
+            if header is None:  # without a header no row can be read
+                yield Position(source, start), ArticleError(f"record: cannot read the CSV header ({e})")
+                return
+            problem = (_too_long(e.args[0], limits, "row") if isinstance(e, _RowTooLong)
+                       else ArticleError(f"record: cannot parse the CSV row ({e})"))
+            yield Position(source, start), problem
+            feed.restart_after_first_line()
+            reader = csv.reader(feed, strict=True)  # a reader that failed mid-row keeps its state
+            continue
+        if header is None:
+            header = [h.lstrip("\ufeff") for h in cells]
+            continue
+        if not cells:
+            continue  # a blank line
+        position = Position(source, feed.row_start())
+        if len(cells) != len(header):
+            yield position, ArticleError(f"record: {len(cells)} fields, but the header has {len(header)} columns")
+            continue
+        row = dict(zip(header, cells))
+        undecodable = next((k for k, v in row.items() if UNDECODED_BYTE.search(v)), None)
+        if undecodable is not None:
+            yield position, ArticleError(f"{undecodable}: not valid UTF-8")
+            continue
+        yield position, row
+
+
+def read_parquet(file, source: str, limits: Limits = Limits(), columns: Iterable[str] | None = None,
+                 batch_rows: int = 256) -> Iterator[tuple[Position, object]]:
+    """One record per Parquet row, numbered from 1. A row whose values cannot be converted is an error at
+    its own number; a damaged row group gives one error per row it holds. ``columns``: read only these."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(file)
+    names = parquet.schema_arrow.names
+    wanted = [c for c in names if columns is None or c in set(columns)]
+    number = 0
+    for group in range(parquet.metadata.num_row_groups):
+        group_rows = parquet.metadata.row_group(group).num_rows
+        done = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=wanted):
+                try:
+                    rows = batch.to_pylist()
+                except Exception:
+                    rows = []
+                    for i in range(batch.num_rows):
+                        try:
+                            rows.append(batch.slice(i, 1).to_pylist()[0])
+                        except Exception as e:
+                            rows.append(ArticleError(f"record: cannot read the row ({type(e).__name__}: {e})"))
+                for row in rows:
+                    number += 1
+                    done += 1
+                    yield Position(source, number), row
+        except Exception as e:  # the row group itself is damaged: one error for each of its remaining rows
+            problem = f"record: cannot read row group {group} ({type(e).__name__}: {e})"
+            for _ in range(done, group_rows):
+                number += 1
+                yield Position(source, number), ArticleError(problem)
+
+
+def read_txt(stream: IO[bytes], source: str, limits: Limits = Limits()) -> Iterator[tuple[Position, object]]:
+    """A .txt file is one article: ``{"text": ...}`` (its id is the file name)."""
+    raw = stream.read(limits.max_line_bytes + 1)
+    if len(raw) > limits.max_line_bytes:
+        size = len(raw) + sum(len(chunk) for chunk in iter(lambda: stream.read(_READ_CHUNK), b""))
+        yield Position(source), _too_long(size, limits, "file")
+        return
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        yield Position(source), ArticleError(f"text: not valid UTF-8 (line {line}: {e.reason} at byte {e.start})")
+        return
+    yield Position(source), {"text": text}
+
+
+def format_of(name: str) -> tuple[str | None, bool]:
+    """(format, gzip-compressed) from a file name: ("jsonl", True) for ``x.jsonl.gz``; None if unknown."""
+    lower = name.lower()
+    compressed = lower.endswith(".gz")
+    if compressed:
+        lower = lower[:-3]
+    return FORMATS.get(PurePosixPath(lower).suffix), compressed
+
+
+def read_stream(stream, source: str, fmt: str, limits: Limits = Limits(),
+                columns: Iterable[str] | None = None) -> Iterator[tuple[Position, object]]:
+    """The records of one already opened (and decompressed) input of format ``fmt``. A read error midway
+    (a vanished file, a damaged disk) is one error record at the next position, and the input ends there."""
+    readers = {"jsonl": read_jsonl, "csv": read_csv, "txt": read_txt}
+    items = (read_parquet(stream, source, limits, columns) if fmt == "parquet"
+             else readers[fmt](stream, source, limits))
+    last = None
+    try:
+        for position, item in items:
+            last = position
+            yield position, item
+    except (OSError, EOFError, gzip.BadGzipFile, ValueError) as e:
+        if isinstance(e, InputError):
+            raise
+        row = None if fmt == "txt" else ((last.row or 0) + 1 if last else 1)
+        yield Position(source, row), ArticleError(f"file: cannot read from here on ({type(e).__name__}: {e})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: files, folders, stdin, URIs
+# ---------------------------------------------------------------------------------------------
+
+
+def is_uri(name: str) -> bool:
+    return "://" in str(name)
+
+
+def _folder_entries(folder: Path, exclude: set) -> Iterator[tuple[Path, str | None]]:
+    """(path, problem or None) for each file of a folder that a folder listing reads, sorted by name.
+    Symbolic links that lead nowhere or into a loop are reported, not skipped; sub-folders are not read;
+    files in ``exclude`` ((device, inode) pairs, e.g. the run's output) are left out."""
+    for path in sorted(folder.iterdir()):
+        fmt, _ = format_of(path.name)
+        if fmt is None or path.name.lower().endswith((".json", ".json.gz")):
+            continue
+        try:
+            info = path.stat()
+        except OSError as e:
+            if path.is_symlink():
+                why = "a symbolic link loop" if e.errno == errno.ELOOP else "a dangling symbolic link (its target is missing)"
+                yield path, f"file: {why}"
+            else:
+                yield path, f"file: cannot read ({e.strerror or e})"
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            continue
+        if (info.st_dev, info.st_ino) in exclude:
+            continue
+        yield path, None
+
+
+def _open_local(path: str, fmt: str, compressed: bool):
+    return gzip.open(path, "rb") if compressed and fmt != "parquet" else open(path, "rb")
+
+
+def _open_uri(uri: str, fmt: str, compressed: bool):
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    if fmt == "parquet":
+        return fs.open_input_file(path)
+    return fs.open_input_stream(path, compression="gzip" if compressed else None)
+
+
+def _read_file(name: str, opener, fmt: str, limits: Limits, columns) -> Iterator[tuple[Position, object]]:
+    try:
+        stream = opener()
+    except Exception as e:
+        yield Position(name, None if fmt == "txt" else 1), ArticleError(
+            f"file: cannot open ({getattr(e, 'strerror', None) or e})")
+        return
+    with stream:
+        try:
+            yield from read_stream(stream, name, fmt, limits, columns)
+        except InputError:
+            raise
+        except Exception as e:  # pyarrow refusing a file that is not Parquet after all, and the like
+            yield Position(name, None if fmt == "txt" else 1), ArticleError(
+                f"file: cannot read as {fmt} ({type(e).__name__}: {e})")
+
+
+def _uri_files(uri: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.Directory:
+        return [uri]
+    scheme = uri.split("://", 1)[0]
+    files = [e.path for e in fs.get_file_info(pafs.FileSelector(path)) if e.type == pafs.FileType.File]
+    keep = sorted(p for p in files if format_of(p)[0] and not p.lower().endswith((".json", ".json.gz")))
+    return [f"{scheme}://{p}" if scheme != "file" else f"file://{p}" for p in keep]
+
+
+def input_files(inputs: Sequence[str | Path], exclude: Iterable[tuple[int, int]] = ()
+                ) -> Iterator[tuple[str, str | None]]:
+    """The files the inputs name, in reading order: (name, None), or (name, "file: problem") for a folder
+    entry that cannot be read (a dangling or looping symbolic link). A folder (local or URI) expands to its
+    readable files, sorted by name; "-" stays "-". ``exclude``: (device, inode) of local files a folder
+    listing leaves out (the run's own output)."""
+    exclude = set(exclude)
+    for item in inputs:
+        name = str(item)
+        if is_uri(name):
+            yield from ((uri, None) for uri in _uri_files(name))
+        elif name != STDIN and Path(name).is_dir():
+            yield from ((str(entry), problem) for entry, problem in _folder_entries(Path(name), exclude))
+        else:
+            yield name, None
+
+
+def iter_records(inputs: Sequence[str | Path], limits: Limits = Limits(), columns: Iterable[str] | None = None,
+                 exclude: Iterable[tuple[int, int]] = (), stdin: IO[bytes] | None = None
+                 ) -> Iterator[tuple[Position, object]]:
+    """(Position, record dict or ArticleError) for every record of every input, lazily and in order.
+    Never raises for bad data (InputError only when stdin is closed). ``columns``: the only fields Parquet
+    needs to read (None: all). ``exclude``: see input_files."""
+    for name, problem in input_files(inputs, exclude):
+        fmt, compressed = format_of(name)
+        if problem is not None:
+            yield Position(name, None if fmt == "txt" else 1), ArticleError(problem)
+        elif name == STDIN:
+            yield from read_stream(stdin if stdin is not None else _stdin(), STDIN_NAME, "jsonl", limits)
+        else:
+            fmt = fmt or "jsonl"  # check_inputs refuses unknown types before a run
+            opener = _open_uri if is_uri(name) else _open_local
+            yield from _read_file(name, lambda: opener(name, fmt, compressed), fmt, limits, columns)
+
+
+def _stdin() -> IO[bytes]:
+    if sys.stdin is None or sys.stdin.closed:  # started with stdin closed (<&-): Python sets it to None
+        raise InputError("-: standard input is closed")
+    return sys.stdin.buffer
+
+
+def iter_articles(inputs: Sequence[str | Path], columns: Columns = Columns(), limits: Limits = Limits(),
+                  labelled: bool = False, exclude: Iterable[tuple[int, int]] = (),
+                  stdin: IO[bytes] | None = None) -> Iterator[tuple[Position, Article | ArticleError]]:
+    """The reader and the record rule together: (Position, Article or ArticleError) for every record of
+    every input, in order. An ArticleError carries its position (``where``) and, when it could be read,
+    the record's id (``record_id``)."""
+    wanted = None if labelled else columns.wanted()
+    for position, record in iter_records(inputs, limits, wanted, exclude, stdin):
+        if isinstance(record, ArticleError):
+            yield position, record.at(position, position.default_id)
+            continue
+        try:
+            yield position, article_from_record(record, position, columns, labelled, limits)
+        except ArticleError as e:
+            yield position, e.at(position, e.record_id or position.default_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking inputs before a run
+# ---------------------------------------------------------------------------------------------
+
+
+def _peek_first_line(path: Path, compressed: bool, limit: int = 1 << 16) -> bytes:
+    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+        head = f.read(limit)
+    for line in head.splitlines():
+        if line.strip():
+            return line
+    return b""
+
+
+def _table_columns(path: Path, fmt: str, compressed: bool) -> list[str]:
+    if fmt == "csv":
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+            head = f.read(1 << 20).decode("utf-8-sig", "replace")
+        return next(csv.reader(io.StringIO(head)), [])
+    import pyarrow.parquet as pq
+
+    return list(pq.ParquetFile(path).schema_arrow.names)
+
+
+def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), stdin_ok: bool = True) -> list[str]:
+    """Fail early, before a model loads, on inputs that cannot be read at all (InputError). Returns the
+    inputs as strings. Tables must have the text column (and the id column, when one is named)."""
+    if not inputs:
+        raise InputError("no input given")
+    checked = []
+    for item in inputs:
+        name = str(item)
+        checked.append(name)
+        if name == STDIN:
+            if not stdin_ok:
+                raise InputError("-: this command reads files, not standard input")
+            _stdin()
+            continue
+        if is_uri(name):
+            try:
+                if not _uri_files(name):
+                    raise InputError(f"{name}: holds no readable files ({', '.join(FOLDER_SUFFIXES)})")
+            except InputError:
+                raise
+            except Exception as e:
+                raise InputError(f"{name}: cannot read ({type(e).__name__}: {e})") from e
+            continue
+        path = Path(name)
+        if not path.exists():
+            raise InputError(f"{name}: no such file or folder")
+        if path.is_dir():
+            try:
+                if not any(True for _ in _folder_entries(path, set())):
+                    raise InputError(f"{name}: folder holds no files newstagger reads "
+                                     f"({', '.join(FOLDER_SUFFIXES)}, optionally .gz)")
+            except PermissionError as e:
+                raise InputError(f"{name}: not readable ({e.strerror})") from e
+            continue
+        if not os.access(path, os.R_OK):
+            raise InputError(f"{name}: not readable (permission denied)")
+        fmt, compressed = format_of(path.name)
+        if fmt is None:
+            raise InputError(f"{name}: unsupported file type {path.suffix.lower() or '(none)'!r} (expected .jsonl, "
+                             ".csv, .parquet, .txt (optionally .gz), a folder of them, or - for stdin)")
+        try:
+            if fmt in ("csv", "parquet"):
+                _check_columns(name, _table_columns(path, fmt, compressed), columns)
+            elif fmt == "jsonl":
+                first = _peek_first_line(path, compressed)
+                problem = parse_json_record(first, first=True) if first else None
+                if isinstance(problem, ArticleError) and _PRETTY_HINT in str(problem):
+                    raise InputError(f"{name}:1: {problem}".replace("FILE", name))
+        except InputError:
+            raise
+        except Exception as e:  # csv.Error, pyarrow's ArrowInvalid, a gzip that is not gzip...
+            raise InputError(f"{name}: cannot read as {fmt.upper()} ({type(e).__name__}: {e})") from e
+    return checked
+
+
+def _check_columns(name: str, names: list[str], columns: Columns) -> None:
+    shown = ", ".join(names[:20])
+    if columns.text is not None and columns.text not in names:
+        raise InputError(f"{name}: no column {columns.text!r} for --text-column (columns: {shown})")
+    if columns.text is None and "text" not in names and "paragraphs" not in names:
+        raise InputError(f"{name}: no 'text' or 'paragraphs' column; name the text column with "
+                         f"--text-column (columns: {shown})")
+    if columns.id is not None and columns.id not in names:
+        raise InputError(f"{name}: no column {columns.id!r} for --id-column (columns: {shown})")
+    if columns.label is not None and columns.label not in names:
+        raise InputError(f"{name}: no column {columns.label!r} for --label-column (columns: {shown})")

@@ -1,0 +1,116 @@
+"""The ``newstagger`` command: subcommands, one-line errors and the exit codes of newstagger.cli, run as a
+user runs them (the installed console script in a subprocess, or main() in-process where that is enough)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from newstagger import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+SCRIPT = Path(sys.executable).parent / "newstagger"
+GOOD = {"id": "a1", "title": "T", "paragraphs": ["One.", "Two."], "boilerplate": [0, 1], "topics": ["diplomacy"]}
+
+
+def shell(command: str) -> subprocess.CompletedProcess:
+    """A command line run by bash (for <&-, >&-, pipes), with the console script as $NT."""
+    return subprocess.run(["bash", "-c", command], capture_output=True, cwd=ROOT, timeout=300,
+                          env={**ENV, "NT": str(SCRIPT)})
+
+
+def one_line_error(stderr: bytes, words: str) -> None:
+    text = stderr.decode()
+    assert "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and words in errors[0], text
+
+
+def test_help_lists_the_subcommands_and_the_exit_codes():
+    done = subprocess.run([str(SCRIPT), "--help"], capture_output=True, env=ENV, timeout=120)
+    assert done.returncode == 0
+    out = done.stdout.decode()
+    for command in ("train", "tag", "evaluate", "check", "export"):
+        assert f"    {command}" in out
+    for code in ("0  all records tagged", "1  some records failed", "2  usage or input error", "3  crash"):
+        assert code in out
+    tag_help = subprocess.run([str(SCRIPT), "tag", "--help"], capture_output=True, env=ENV, timeout=120)
+    assert "--engine {local,ray}" in tag_help.stdout.decode() and "3  crash" in tag_help.stdout.decode()
+
+
+def test_check_exit_codes(tmp_path, capsys):
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(GOOD) + "\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "a2", "topics": ["weather"]}) + "\n{oops\n")
+    assert cli.main(["check", str(good)]) == cli.EXIT_OK
+    assert "1 articles, no problems; topics: diplomacy: 1" in capsys.readouterr().out
+    assert cli.main(["check", str(bad), "--labels", "diplomacy,sanctions"]) == cli.EXIT_RECORD_ERRORS
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{bad}:2: topics: unknown label 'weather' (configured: diplomacy, sanctions)",
+                   f"{bad}:3: record: invalid JSON (Expecting property name enclosed in double quotes at column 2)"]
+    assert cli.main(["check", str(tmp_path / "absent.jsonl")]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"newstagger check: error: {tmp_path / 'absent.jsonl'}: no such file or folder"
+    assert cli.main(["check", "--strict", str(bad)]) == cli.EXIT_USAGE  # strict: the first bad record stops it
+
+
+def test_train_refuses_bad_overrides_and_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+    tiny = str(ROOT / "configs" / "tiny.yaml")
+    assert cli.main(["train", "--config", tiny, f"output_dir={tmp_path / 'm'}", "--resume"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--resume: no checkpoint in" in err and "m-checkpoints" in err
+    assert cli.main(["train", "--config", tiny, "--epochs", "abc"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("newstagger train: error:") and "epochs" in err and "abc" in err
+    assert "Traceback" not in err
+
+
+def test_a_crash_exits_3_with_one_line(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "run_check", broken)
+    assert cli.main(["check", "x.jsonl"]) == cli.EXIT_CRASH
+    assert capsys.readouterr().err == "newstagger check: crash: RuntimeError: a bug (NEWSTAGGER_DEBUG=1 shows the traceback)\n"
+
+
+def test_export_and_evaluate_refuse_what_is_not_a_model(tmp_path, capsys):
+    assert cli.main(["export", "--model", str(tmp_path)]) == cli.EXIT_USAGE
+    assert "not a model folder" in capsys.readouterr().err
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n")
+    assert cli.main(["evaluate", "--model", str(tmp_path), "--data", str(data)]) == cli.EXIT_USAGE
+    assert "not a model folder" in capsys.readouterr().err
+
+
+def test_evaluate_reports_a_bad_record_in_one_line(tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "a2", "boilerplate": [0]}) + "\n")
+    assert cli.main(["evaluate", "--model", str(tiny_model_dir), "--data", str(data)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == f"newstagger evaluate: error: {data}:2: boilerplate: 1 flags for 2 paragraphs\n"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_closed_and_full_streams_give_one_line_and_status_2(tiny_model_dir, tmp_path):
+    corpus = tmp_path / "in.jsonl"
+    lines = (ROOT / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps([GOOD], indent=2))
+    base = f'"$NT" tag --model "{tiny_model_dir}" --num-threads 1 -q'
+    cases = [(f"{base} - <&-", "-: standard input is closed"),
+             (f'{base} "{corpus}" >&-', "standard output is closed"),
+             (f'{base} "{corpus}" > /dev/full', "standard output: cannot write (No space left on device)"),
+             (f'{base} "{corpus}" | head -c 1 > /dev/null; exit ${{PIPESTATUS[0]}}',
+              "standard output: cannot write (Broken pipe)"),
+             (f'{base} "{pretty}"', "jq -c")]
+    for command, words in cases:
+        done = shell(command)
+        assert done.returncode == 2, command
+        one_line_error(done.stderr, words)
