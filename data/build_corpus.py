@@ -8,8 +8,10 @@ Sources (all written for newstagger, see data/README.md):
   data/source/boilerplate_bank.jsonl outlet boilerplate, one paragraph per entry, with outlet and kind
 
 This script only assembles what was written: it splits articles by label combination (70/15/15),
-gives each split its own outlets (so validation and test measure unseen outlets), and attaches
-boilerplate of the article's outlet at the start, middle and end of most articles.
+gives each split its own outlets (so validation and test measure unseen outlets), holds the articles of
+some structural formats out of training (so validation also measures unseen formats, and thresholds tuned
+on it are not tuned on formats the model learnt by heart), and attaches boilerplate of the article's
+outlet at the start, middle and end of most articles (not to whole extracted pages, which carry their own).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ DATA = Path(__file__).resolve().parent
 SPLITS = (("train", 0.70), ("validation", 0.15), ("test", 0.15))
 OUTLETS_PER_SPLIT = {"validation": 5, "test": 5}  # the rest go to train
 WITH_BOILERPLATE = 0.78  # share of articles that get outlet boilerplate attached
+# Structural formats kept out of training: their articles go to validation and test only.
+HELD_OUT_FORMATS = ("liveblog", "qa_explainer")
+EXTRACTED = ("extractor_newspaper3k", "extractor_raw_blocks")  # whole pages: no bank boilerplate added
 
 
 def split_outlets(outlets: list[str], rng: random.Random) -> dict[str, list[str]]:
@@ -40,11 +45,17 @@ def split_outlets(outlets: list[str], rng: random.Random) -> dict[str, list[str]
 
 
 def split_articles(articles, rng: random.Random) -> dict[str, list]:
-    """Stratified by label combination: each combination is shuffled and cut 70/15/15."""
+    """Stratified by label combination: each combination is shuffled and cut 70/15/15. Articles of a
+    held-out format alternate between validation and test."""
     groups = defaultdict(list)
-    for a in sorted(articles, key=lambda a: a.id):
-        groups[tuple(sorted(a.topics))].append(a)
     splits = {name: [] for name, _ in SPLITS}
+    held_out = 0
+    for a in sorted(articles, key=lambda a: a.id):
+        if set(a.extra.get("structures", ())) & set(HELD_OUT_FORMATS):
+            splits["validation" if held_out % 2 == 0 else "test"].append(a)
+            held_out += 1
+        else:
+            groups[tuple(sorted(a.topics))].append(a)
     for combo in sorted(groups):
         group = groups[combo]
         rng.shuffle(group)
@@ -72,6 +83,7 @@ def main(argv=None) -> int:
     outlets = split_outlets(list(units), rng)
     splits = split_articles(articles, rng)
 
+    structures = defaultdict(lambda: defaultdict(int))
     print("| split | articles | diplomacy | sanctions | press_freedom | 2+ topics | no topic | with boilerplate "
           "| paragraphs | boilerplate paragraphs | outlets |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -80,8 +92,10 @@ def main(argv=None) -> int:
         for article in sorted(split, key=lambda a: a.id):
             outlet = rng.choice(outlets[name])
             article.extra = {"outlet": outlet, **article.extra}
-            if rng.random() < WITH_BOILERPLATE:
-                article = attach_boilerplate(article, units[outlet], rng)
+            extracted = set(article.extra.get("structures", ())) & set(EXTRACTED)
+            if rng.random() < WITH_BOILERPLATE and not extracted:
+                article = attach_boilerplate(article, units[outlet], rng,
+                                             max_paragraphs=max(15, len(article.paragraphs) + 5))
             assembled.append(article)
         rng.shuffle(assembled)
         write_jsonl(assembled, DATA / f"{name}.jsonl")
@@ -89,6 +103,12 @@ def main(argv=None) -> int:
         print(f"| {name} | {c['articles']} | {c['diplomacy']} | {c['sanctions']} | {c['press_freedom']} "
               f"| {c['multi_topic']} | {c['no_topic']} | {c['with_boilerplate']} | {c['paragraphs']} "
               f"| {c['boilerplate_paragraphs']} | {len(outlets[name])} |")
+        for article in assembled:
+            for kind in article.extra.get("structures", ()):
+                structures[kind][name] += 1
+    print("\n| structure | " + " | ".join(n for n, _ in SPLITS) + " |\n|---|---|---|---|")
+    for kind in sorted(structures, key=lambda k: -sum(structures[k].values())):
+        print(f"| {kind} | " + " | ".join(str(structures[kind][n]) for n, _ in SPLITS) + " |")
     return 0
 
 
