@@ -5,7 +5,7 @@
 Each variant is the default config (configs/default.yaml) with one lever switched off, trained from scratch
 into runs/ablation/<variant> (a variant already trained there from the same config and data is reused), then
 scored on the evaluation file at the thresholds tuned on our own validation split: nothing is fitted to the
-evaluation file. Prints one Markdown table row per variant and writes bench/results/ablation.json.
+evaluation file. Prints one Markdown table row per variant and writes bench/results/ablation/<variant>.json.
 
 Levers:
   full              the default config
@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
     parser.add_argument("--eval", default=str(ROOT.parent / "shared" / "eval" / "real_dev.jsonl"))
     parser.add_argument("--out", default=str(ROOT / "runs" / "ablation"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for every variant (e.g. num_threads=1 to run two variants side by side)")
     args = parser.parse_args(argv)
     if not Path(args.eval).exists():
         print(f"{args.eval} is absent: nothing to measure on", file=sys.stderr)
@@ -75,31 +77,32 @@ def main(argv=None) -> int:
     from newstagger.training import train
 
     os.chdir(ROOT)
-    results_file = ROOT / "bench" / "results" / "ablation.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    results_dir = ROOT / "bench" / "results" / "ablation"  # one file per variant: runs may go side by side
     old = old_corpus(Path(args.out) / "v1-data")
     print("| variant | boilerplate P | R | F1 | topics macro-F1 | diplomacy | sanctions | press_freedom "
           "| bp threshold | train time |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.variants.split(","):
-        overrides = [o.format(old=old) for o in VARIANTS[name]] + [f"output_dir={args.out}/{name}"]
+        overrides = [o.format(old=old) for o in VARIANTS[name]] + [f"output_dir={args.out}/{name}", *args.set]
         config = load_config(args.config, overrides)
         start = time.time()
         folder = train(config, skip_if_trained=True)
         seconds = time.time() - start
         predictor = Predictor.from_pretrained(folder)
         report = evaluate_articles(predictor, load_articles(args.eval, predictor.labels).articles)
-        previous = results.get(name, {})
+        results_file = results_dir / f"{name}.json"
+        previous = json.loads(results_file.read_text()) if results_file.exists() else {}
         row = {"report": report, "boilerplate_threshold": predictor.boilerplate_threshold,
-               "train_seconds": seconds if seconds > 60 else previous.get("train_seconds", seconds)}
-        results[name] = row
+               "topic_thresholds": dict(zip(predictor.labels, map(float, predictor.thresholds))),
+               "train_seconds": seconds if seconds > 60 else previous.get("train_seconds", seconds),
+               "overrides": overrides}
         bp, topics = report["boilerplate"], report["topics"]
         per = topics["per_label"]
-        print(f"| {name} | {bp['precision']:.3f} | {bp['recall']:.3f} | {bp['f1']:.3f} | {topics['macro_f1']:.3f} "
+        print(f"| {name} | {bp['precision']:.3f} | {bp['recall']:.3f} | {bp['f1']:.3f} | {topics['macro_f1']:.3f} | "
               + " | ".join(f"{per[k]['f1']:.3f}" for k in ("diplomacy", "sanctions", "press_freedom"))
               + f" | {predictor.boilerplate_threshold:.3f} | {row['train_seconds'] / 60:.1f} min |", flush=True)
-        results_file.parent.mkdir(parents=True, exist_ok=True)
-        results_file.write_text(json.dumps(results, indent=1))
+        results_dir.mkdir(parents=True, exist_ok=True)
+        results_file.write_text(json.dumps(row, indent=1))
     return 0
 
 

@@ -49,17 +49,26 @@ def boilerplate_report(y_true: np.ndarray, y_prob: np.ndarray, threshold: float 
 
 
 def best_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
-    """The threshold that maximises F1, exactly: the optimum over every distinct score, from
-    ``sklearn.metrics.precision_recall_curve``. The midpoint to the next lower score is returned, so a
-    decision does not hang on float rounding of one validation score. 0.5 when there is no positive."""
+    """The threshold that maximises F1, exactly, taken in the middle of the range of thresholds that reach
+    the maximum. 0.5 when there is no positive.
+
+    Every distinct score is a candidate cut (``sklearn.metrics.precision_recall_curve``). A cut anywhere
+    between two neighbouring scores makes the same decisions, and several neighbouring cuts often tie (an
+    easy validation split separates the classes by a wide gap). Hugging either end of that range fits the
+    threshold to a single validation score; its middle is the choice that transfers to new text."""
     y_true, y_prob = np.asarray(y_true, dtype=int), np.asarray(y_prob, dtype=float)
-    if y_true.sum() == 0 or len(y_true) == 0:
+    if len(y_true) == 0 or y_true.sum() == 0:
         return 0.5
-    precision, recall, thresholds = precision_recall_curve(y_true, y_prob)
+    precision, recall, cuts = precision_recall_curve(y_true, y_prob)  # cuts ascending, one per distinct score
     f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    best = int(np.argmax(f1))
-    lower = y_prob[y_prob < thresholds[best]]
-    return float((thresholds[best] + lower.max()) / 2 if lower.size else thresholds[best])
+    best = np.flatnonzero(np.isclose(f1, f1.max(), rtol=0, atol=1e-12))
+    # the contiguous run of best cuts that holds the first best one
+    end = best[0]
+    while end + 1 < len(f1) and end + 1 in best:
+        end += 1
+    below = y_prob[y_prob < cuts[best[0]]]
+    low = below.max() if below.size else 0.0  # the range is (low, cuts[end]]
+    return float((low + cuts[end]) / 2)
 
 
 def evaluation_report(topic_true, topic_prob, bp_true, bp_prob, labels, topic_thresholds,

@@ -24,6 +24,7 @@ from .data import Article, BoilerplateAugmenter, load_articles, load_bank, mix_a
 from .metrics import evaluate_articles, evaluation_report, format_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors
 from .model_card import write_model_card
+from .inputs import Columns
 from .predictor import Predictor
 from .vectors import VectorCache
 
@@ -240,17 +241,18 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     set_seed(config.seed)
 
     labels = list(config.labels) or None  # none configured: inferred from the training data
-    train_articles = load_articles(config.train_file, labels).articles
+    columns = Columns.from_config(config)  # a user's own column names (text_column, label_column, id_column)
+    train_articles = load_articles(config.train_file, labels, columns=columns).articles
     if labels is None:
         labels = infer_labels(train_articles)
         config = dataclasses.replace(config, labels=labels)
     if config.validation_file:
-        validation = load_articles(config.validation_file, labels).articles
+        validation = load_articles(config.validation_file, labels, columns=columns).articles
     else:
         train_articles, validation = carve_validation(train_articles, config.validation_share, config.seed)
         logger.warning("no validation_file: %d articles of %s carved out as validation (stratified, seed %d)",
                        len(validation), config.train_file, config.seed)
-    test = load_articles(config.test_file, labels).articles if config.test_file else []
+    test = load_articles(config.test_file, labels, columns=columns).articles if config.test_file else []
     logger.warning("data: %d train, %d validation, %d test articles", len(train_articles), len(validation), len(test))
     problem_type = resolve_problem_type(config.problem_type, train_articles)
     check_trainable(config, train_articles, validation)

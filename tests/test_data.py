@@ -137,11 +137,24 @@ def corpus(root):
 def test_corpus_meets_the_required_counts(corpus):
     everything = [a for s in SPLITS for a in corpus[s]]
     c = corpus_counts(everything)
-    assert c["articles"] >= 400
-    assert c["diplomacy"] >= 110 and c["sanctions"] >= 90 and c["press_freedom"] >= 80
-    assert c["multi_topic"] >= 40 and c["no_topic"] >= 130
+    assert c["articles"] >= 800
+    assert c["diplomacy"] >= 250 and c["sanctions"] >= 220 and c["press_freedom"] >= 180
+    assert c["multi_topic"] >= 120 and c["no_topic"] >= 240
     assert c["with_boilerplate"] >= 0.6 * c["articles"]
-    assert all(3 <= len(a.paragraphs) <= 15 for a in everything)
+    assert all(3 <= len(a.paragraphs) <= 60 for a in everything)
+    # passing mentions of each topic in articles not tagged with it (issue 8 asks for at least 40 each)
+    passing = Counter(t for a in everything for t in a.extra.get("passing", ()) if t not in a.topics)
+    assert min(passing[t] for t in ("diplomacy", "sanctions", "press_freedom")) >= 40, passing
+    # the structural kinds real extracted articles have, each written into many articles
+    kinds = Counter(k for a in everything for k in a.extra.get("structures", ()))
+    for kind in ("subhead_numbered", "subhead_caps", "subhead_phrase", "bullet_list", "numbered_list",
+                 "list_leadin", "table_rows", "quote_leadin", "caption_credit", "update_note", "liveblog",
+                 "qa_explainer", "wire_short", "related_questions", "extractor_newspaper3k",
+                 "extractor_raw_blocks", "repeated_headline"):
+        assert kinds[kind] >= 5, (kind, kinds[kind])
+    # held-out formats never reach training
+    held_out = {"liveblog", "qa_explainer"}
+    assert not any(held_out & set(a.extra.get("structures", ())) for a in corpus["train"])
     # about 70/15/15
     shares = [len(corpus[s]) / len(everything) for s in SPLITS]
     assert abs(shares[0] - 0.70) < 0.04 and abs(shares[1] - 0.15) < 0.04 and abs(shares[2] - 0.15) < 0.04
@@ -158,9 +171,10 @@ def test_corpus_meets_the_required_counts(corpus):
 def test_bank_has_enough_outlets_kinds_and_distinct_paragraphs(root):
     bank = load_bank(root / "data" / "source" / "boilerplate_bank.jsonl")
     texts = [e.text for e in bank]
-    assert len(set(texts)) == len(texts) >= 200
-    assert len({e.outlet for e in bank}) >= 25
-    assert len({e.kind for e in bank}) >= 12
+    assert len(set(texts)) == len(texts) >= 1000
+    assert len({e.outlet for e in bank}) >= 50
+    assert len({e.kind for e in bank}) >= 25
+    assert sum(e.kind == "related_question" for e in bank) >= 40
     appeals = [e.text.lower() for e in bank if e.kind == "donation_appeal"]
     assert sum(any(w in t for w in ("foreign agent", "undesirable", "censor", "press freedom")) for t in appeals) >= 5
 
@@ -170,7 +184,9 @@ def test_splits_share_no_id_paragraph_or_outlet(corpus):
         for b in SPLITS[i + 1:]:
             assert not {x.id for x in corpus[a]} & {x.id for x in corpus[b]}
             shared = {p for x in corpus[a] for p in x.paragraphs} & {p for x in corpus[b] for p in x.paragraphs}
-            assert not shared, sorted(shared)[:3]
+            # the short words of site furniture ("Share", "Trending", "Skip to main content") recur across
+            # sites, as on real pages; no sentence of reporting or appeal is shared
+            assert not {p for p in shared if len(p.split()) > 6}, sorted(shared)[:3]
             assert not {x.extra["outlet"] for x in corpus[a]} & {x.extra["outlet"] for x in corpus[b]}
 
 

@@ -7,10 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score, precision_score, recall_score
 
 from conftest import ROOT, tiny_config
-from newstagger.metrics import best_threshold, boilerplate_report, topic_report
 from newstagger.predictor import Predictor
 from newstagger.training import is_trained, save_folder_atomically, train
 
@@ -26,6 +24,19 @@ def test_training_writes_a_complete_folder_that_loads(tiny_model_dir):
     report = json.loads((tiny_model_dir / "eval_report.json").read_text())
     assert set(report["test"]["topics"]["per_label"]) == set(config["labels"])
     assert "## Evaluation" in (tiny_model_dir / "README.md").read_text()
+    # the card's metadata is what the Hub reads; the usage snippet names the final folder
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tiny_model_dir / "README.md")
+    assert card.data.library_name == "newstagger" and card.data.license == "apache-2.0"
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert results["topic macro-F1"] == pytest.approx(report["test"]["topics"]["macro_f1"], abs=1e-4)
+    assert f'Predictor.from_pretrained("{tiny_model_dir}")' in card.text and ".partial-" not in card.text
+    # readable by group and others as the umask allows (a service may run as another user)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tiny_model_dir / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     # no partial or backup folder is left beside it
     assert [p.name for p in tiny_model_dir.parent.iterdir() if p.name.startswith(".")] == []
     result = Predictor.from_pretrained(tiny_model_dir).predict("One paragraph.\n\nAnother paragraph.")
@@ -71,22 +82,6 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert steps == list(range(1, 9))
 
 
-def test_metrics_equal_scikit_learn_on_a_hand_made_case():
-    y_true = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0], [1, 0, 1]])
-    y_prob = np.array([[.9, .2, .4], [.6, .7, .1], [.8, .4, .2], [.1, .1, .9], [.3, .2, .8]])
-    report = topic_report(y_true, y_prob, ["a", "b", "c"], [0.5, 0.5, 0.3])
-    y_pred = (y_prob >= [0.5, 0.5, 0.3]).astype(int)
-    assert report["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
-    assert report["micro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="micro"))
-    assert report["per_label"]["c"]["precision"] == pytest.approx(precision_score(y_true[:, 2], y_pred[:, 2]))
-    assert report["per_label"]["a"]["recall"] == pytest.approx(recall_score(y_true[:, 0], y_pred[:, 0]))
-    assert report["per_label"]["b"]["support"] == 2
-    flags, probs = np.array([1, 0, 1, 1, 0, 0]), np.array([.8, .6, .3, .9, .1, .2])
-    bp = boilerplate_report(flags, probs, 0.5)
-    assert bp["f1"] == pytest.approx(f1_score(flags, probs >= 0.5)) and bp["support"] == 3
-    assert best_threshold(flags, probs) == pytest.approx(0.3)  # 0.3 catches all three at one false positive
-
-
 def test_evaluate_cli_prints_the_report_as_json(tiny_model_dir):
     out = subprocess.run([sys.executable, "-m", "newstagger.evaluate", "--model", str(tiny_model_dir),
                           "--data", str(ROOT / "data" / "validation.jsonl"), "--json"],
@@ -120,3 +115,122 @@ def test_real_base_model_fine_tunes_on_a_small_subset(tmp_path):
     config_json = json.loads((folder / "config.json").read_text())
     assert config_json["encoder"]["num_hidden_layers"] == 6 and config_json["encoder"]["hidden_size"] == 384
     assert Predictor.from_pretrained(folder).predict(["Talks opened in Vienna.", "Subscribe now."]).id is None
+
+
+def _corpus_variant(tmp_path, name, change, n=60, split="train"):
+    """A small file made from data/ by changing each record (dropping flags, renaming labels...)."""
+    from newstagger.data import load_articles
+
+    path = tmp_path / f"{name}-{split}.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for article in load_articles(ROOT / "data" / f"{split}.jsonl").articles[:n]:
+            record = change(article.to_record())
+            if record is not None:
+                f.write(json.dumps(record) + "\n")
+    return path
+
+
+def _new_labels(record):
+    """Four labels of our own: the three topics renamed, plus 'other' for articles without one."""
+    names = {"diplomacy": "talks", "sanctions": "embargo", "press_freedom": "media"}
+    record["topics"] = [names[t] for t in record["topics"]] or ["other"]
+    return record
+
+
+def test_topic_only_corpus_with_new_labels_starts_from_a_trained_model(tiny_model_dir, tmp_path):
+    """Topic-only data with four new labels, from a trained folder: its boilerplate judgement is kept."""
+    def topic_only(record):
+        record.pop("boilerplate")
+        return _new_labels(record)
+
+    train_file = _corpus_variant(tmp_path, "topics", topic_only)
+    validation_file = _corpus_variant(tmp_path, "topics", topic_only, 30, "validation")
+    config = tiny_config(tmp_path, max_steps=6, labels="[]", init_from=str(tiny_model_dir),
+                         train_file=str(train_file), validation_file=str(validation_file), test_file="null")
+    os.chdir(ROOT)
+    folder = train(config)
+    before, after = Predictor.from_pretrained(tiny_model_dir), Predictor.from_pretrained(folder)
+    assert after.labels == ["other", "talks", "embargo", "media"] or set(after.labels) == {"other", "talks", "embargo", "media"}
+    assert after.boilerplate_threshold == before.boilerplate_threshold
+    seed = ROOT.parent / "shared" / "examples" / "moscow_times_lukashenko.txt"
+    text = seed.read_text() if seed.exists() else (ROOT / "data" / "examples" / "summit_with_appeal.txt").read_text()
+    np.testing.assert_allclose(after.predict(text).paragraph_scores, before.predict(text).paragraph_scores, atol=1e-6)
+    assert after.predict(text).boilerplate == before.predict(text).boilerplate
+
+
+def test_flags_only_corpus_trains_the_boilerplate_head(tmp_path):
+    def flags_only(record):
+        record.pop("topics")
+        return record
+
+    config = tiny_config(tmp_path, max_steps=4, train_file=str(_corpus_variant(tmp_path, "flags", flags_only)),
+                         labels="[diplomacy]", test_file="null")
+    os.chdir(ROOT)
+    report = json.loads((train(config) / "eval_report.json").read_text())
+    assert report["validation"]["boilerplate"]["support"] > 0
+
+
+def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path):
+    train_file = _corpus_variant(tmp_path, "single", _new_labels)
+    validation_file = _corpus_variant(tmp_path, "single", _new_labels, 30, "validation")
+    config = tiny_config(tmp_path, max_steps=4, labels="[]", problem_type="auto", train_file=str(train_file),
+                         validation_file=str(validation_file), test_file="null")
+    os.chdir(ROOT)
+    folder = train(config)
+    assert json.loads((folder / "config.json").read_text())["problem_type"] == "single_label_classification"
+    report = json.loads((folder / "eval_report.json").read_text())["validation"]["topics"]
+    assert 0 <= report["accuracy"] <= 1 and len(report["confusion"]) == 4
+    assert sum(map(sum, report["confusion"])) == 30
+    assert len(Predictor.from_pretrained(folder).predict("Ministers met.\n\nThey talked.").topics) == 1
+
+
+def test_no_validation_file_carves_a_stratified_split(tmp_path, caplog):
+    config = tiny_config(tmp_path, max_steps=2, validation_file="null", test_file="null")
+    os.chdir(ROOT)
+    report = json.loads((train(config) / "eval_report.json").read_text())
+    n_train = sum(1 for _ in open(ROOT / "data" / "train.jsonl"))
+    assert sum(report["validation"]["topics"]["per_label"][k]["support"] for k in ("diplomacy",)) > 0
+    assert "carved out as validation" in caplog.text and f"{round(n_train * 0.15)}" in caplog.text
+
+
+def test_frozen_encoder_mode_trains_on_cached_vectors(tmp_path):
+    """The fast mode: vectors cached once on disk; the saved encoder is the initial one, the heads moved."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import set_seed
+
+    from newstagger.config import resolve_base_model
+    from newstagger.model import NewsTaggerModel
+
+    config = tiny_config(tmp_path, max_steps=4, encoder_mode="frozen", vector_cache_dir=str(tmp_path / "cache"))
+    os.chdir(ROOT)
+    trained = load_file(train(config) / "model.safetensors")
+    assert len(list((tmp_path / "cache").glob("vectors-*.npz"))) == 1
+    set_seed(config.seed)  # what train() does before building the model
+    initial = NewsTaggerModel.from_base(resolve_base_model(config.base_model), random_encoder=config.random_encoder,
+                                        problem_type=config.problem_type, **config.model_kwargs()).state_dict()
+    assert all(torch.equal(trained[k], initial[k]) for k in trained if k.startswith("encoder."))
+    assert not torch.equal(trained["boilerplate_head.1.weight"], initial["boilerplate_head.1.weight"])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda r: dict(r, topics=[t for t in r["topics"] if t != "sanctions"]), "'sanctions' has no positive example"),
+])
+def test_a_corpus_that_cannot_train_the_config_is_refused_before_any_epoch(tmp_path, change, words):
+    from newstagger.data import DataError
+
+    config = tiny_config(tmp_path, train_file=str(_corpus_variant(tmp_path, "bad", change)))
+    os.chdir(ROOT)
+    with pytest.raises(DataError, match=words):
+        train(config)
+    assert not (tmp_path / "model-checkpoints").exists()
+
+
+def test_an_empty_validation_file_is_refused(tmp_path):
+    from newstagger.data import DataError
+
+    (tmp_path / "empty.jsonl").write_text("")
+    config = tiny_config(tmp_path, validation_file=str(tmp_path / "empty.jsonl"))
+    os.chdir(ROOT)
+    with pytest.raises(DataError, match="validation split is empty"):
+        train(config)

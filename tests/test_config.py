@@ -1,0 +1,59 @@
+"""Typed configuration: YAML plus overrides, checked by HfArgumentParser; TrainingArguments options."""
+
+import pytest
+
+from newstagger.config import ConfigError, load_config
+
+
+@pytest.fixture()
+def default(root):
+    return root / "configs" / "default.yaml"
+
+
+def test_overrides_are_typed(default):
+    config = load_config(default, ["learning_rate=1e-4", "epochs=2", "--batch_size", "4", "--augment=false",
+                                   "labels=diplomacy", "test_file=null"])
+    assert config.learning_rate == 1e-4 and isinstance(config.learning_rate, float)
+    assert config.epochs == 2.0 and config.batch_size == 4 and config.augment is False
+    assert config.labels == ["diplomacy"] and config.test_file is None
+    assert load_config(default, ["labels=a,b"]).labels == ["a", "b"]
+    assert load_config(default, ["labels=[a, b, c]"]).labels == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("epochs=abc", "config key epochs: invalid float value: 'abc'"),
+    ("batch_size=2.5", "config key batch_size: invalid int value: '2.5'"),
+    ("augment=maybe", "config key augment"),
+    ("epochs=null", "config key epochs: null is not allowed"),
+    ("random_encoder=3", "config key random_encoder: expected a mapping"),
+    ("nonsense=1", "unknown config keys: nonsense"),
+    ("trainer.not_an_option=1", "unknown TrainingArguments options: not_an_option"),
+    ("trainer.gradient_accumulation_steps=two", "config key gradient_accumulation_steps: invalid int value"),
+    ("just-a-word", "is not key=value"),
+])
+def test_wrong_overrides_name_the_key_value_and_type(default, override, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("[", r"\[")):
+        load_config(default, [override])
+
+
+def test_any_training_arguments_option_reaches_the_trainer(default, tmp_path):
+    (tmp_path / "c.yaml").write_text(default.read_text() + "trainer:\n  gradient_accumulation_steps: 2\n")
+    config = load_config(tmp_path / "c.yaml", ["trainer.lr_scheduler_type=cosine"])
+    assert config.trainer == {"gradient_accumulation_steps": 2, "lr_scheduler_type": "cosine"}
+
+
+def test_model_hyperparameters_come_from_one_place(default):
+    from newstagger.model import NewsTaggerConfig
+
+    kwargs = load_config(default, ["dropout=0.2", "topic_pooling=attention"]).model_kwargs()
+    assert kwargs["dropout"] == 0.2 and kwargs["topic_pooling"] == "attention" and "learning_rate" not in kwargs
+    config = NewsTaggerConfig(**kwargs)
+    assert config.dropout == 0.2 and config.labels == ["diplomacy", "sanctions", "press_freedom"]
+
+
+def test_unreadable_config_file(tmp_path):
+    (tmp_path / "bad.yaml").write_text("epochs: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: cannot read"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
+        load_config(tmp_path / "missing.yaml")

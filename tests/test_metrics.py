@@ -1,0 +1,46 @@
+"""Metrics, exact thresholds and the single-label report against scikit-learn on hand-made cases."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+from newstagger.metrics import best_threshold, boilerplate_report, single_label_report, topic_report
+
+
+def test_metrics_equal_scikit_learn_on_a_hand_made_case():
+    y_true = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0], [1, 0, 1]])
+    y_prob = np.array([[.9, .2, .4], [.6, .7, .1], [.8, .4, .2], [.1, .1, .9], [.3, .2, .8]])
+    report = topic_report(y_true, y_prob, ["a", "b", "c"], [0.5, 0.5, 0.3])
+    y_pred = (y_prob >= [0.5, 0.5, 0.3]).astype(int)
+    assert report["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert report["micro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="micro"))
+    assert report["per_label"]["c"]["precision"] == pytest.approx(precision_score(y_true[:, 2], y_pred[:, 2]))
+    assert report["per_label"]["a"]["recall"] == pytest.approx(recall_score(y_true[:, 0], y_pred[:, 0]))
+    assert report["per_label"]["b"]["support"] == 2
+    flags, probs = np.array([1, 0, 1, 1, 0, 0]), np.array([.8, .6, .3, .9, .1, .2])
+    bp = boilerplate_report(flags, probs, 0.5)
+    assert bp["f1"] == pytest.approx(f1_score(flags, probs >= 0.5)) and bp["support"] == 3
+    # 0.3 catches all three at one false positive; the threshold sits between 0.3 and the next lower score
+    assert best_threshold(flags, probs) == pytest.approx(0.25)
+
+
+def test_best_threshold_is_the_exact_optimum_over_all_cut_points():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    p = np.clip(y * 0.3 + rng.normal(0.35, 0.2, 400), 0, 1)
+    t = best_threshold(y, p)
+    every = max(f1_score(y, p >= c) for c in np.unique(p))
+    assert f1_score(y, p >= t) == pytest.approx(every)
+    assert best_threshold(np.zeros(5), np.linspace(0, 1, 5)) == 0.5  # nothing to tune on
+
+
+def test_single_label_report_matches_scikit_learn():
+    true = np.eye(3)[[0, 1, 2, 2, 1, 0]]
+    prob = np.array([[.7, .2, .1], [.1, .8, .1], [.3, .3, .4], [.5, .1, .4], [.2, .5, .3], [.1, .1, .8]])
+    report = single_label_report(true, prob, ["a", "b", "c"])
+    pred = prob.argmax(1)
+    assert report["accuracy"] == pytest.approx(accuracy_score(true.argmax(1), pred))
+    assert report["macro_f1"] == pytest.approx(f1_score(true.argmax(1), pred, average="macro"))
+    assert report["confusion"] == [[1, 0, 1], [0, 2, 0], [1, 0, 1]]
+
+
