@@ -1,31 +1,31 @@
 """Apply a saved newstagger model: the Predictor, for batch jobs and for services.
 
     from newstagger import Predictor
-    tagger = Predictor.from_pretrained("runs/default")
+    tagger = Predictor.from_pretrained("runs/default")                  # torch, fp32
+    tagger = Predictor.from_pretrained("runs/default", backend="onnx")  # no torch: after `newstagger export --onnx`
     result = tagger.predict("First paragraph.\\n\\nSecond paragraph.")
     result.topics, result.clean_text, result.to_record()
 
 An article may be a string (paragraphs split on blank lines, or on newlines when there are none), a list
-of paragraphs, a dict with ``id``, ``title`` and ``paragraphs`` or ``text``, or a newstagger Article.
-One Predictor may be shared by many threads.
+of paragraphs, a dict with ``id``, ``title`` and ``paragraphs`` or ``text``, or a newstagger Article
+(newstagger.inputs.as_article: the same rule and Limits as the CLI). One Predictor may be shared by many
+threads. Backends (newstagger.runtime): ``torch`` (fp32, CPU or CUDA), ``int8`` (ONNX Runtime int8 encoder,
+torch heads) and ``onnx`` (int8 encoder and fp32 heads in ONNX Runtime: imports neither torch nor
+transformers). Every backend gives an article the same result whatever other articles it is tagged with.
 """
 
 from __future__ import annotations
 
-import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 
-from .data import Article
-
-
-class ArticleError(ValueError):
-    """An article that cannot be tagged (empty, too large, wrong type); the message says why."""
+from .inputs import Article, ArticleError, Limits, as_article, split_paragraphs  # noqa: F401 (re-exported)
+from .model_folder import read_model_folder, weights_digest
+from .packing import ParagraphTokenizer, pool_segments
+from .runtime import BACKENDS, Backend, load_backend, torch_backend
 
 
 @dataclass
@@ -51,67 +51,75 @@ class TaggingResult:
         }
 
 
-def split_paragraphs(text: str) -> list[str]:
-    """Blank lines separate paragraphs; a text without blank lines is split on newlines."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    parts = re.split(r"\n\s*\n", text) if re.search(r"\n\s*\n", text) else text.split("\n")
-    return [" ".join(p.split()) for p in parts if p.strip()]
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x.astype(np.float64))).astype(np.float32)
 
 
-def as_article(obj, default_id: str | None = None) -> Article:
-    """Coerce any accepted article form into an Article, or raise ArticleError saying what is wrong."""
-    if isinstance(obj, Article):
-        article = obj
-    elif isinstance(obj, str):
-        article = Article(id=default_id, paragraphs=split_paragraphs(obj))
-    elif isinstance(obj, (list, tuple)):
-        if not all(isinstance(p, str) for p in obj):
-            raise ArticleError("paragraphs: every paragraph must be a string")
-        article = Article(id=default_id, paragraphs=[p for p in obj if p.strip()])
-    elif isinstance(obj, dict):
-        title = obj.get("title") or ""
-        if not isinstance(title, str):
-            raise ArticleError("title: expected a string")
-        if obj.get("paragraphs") is not None:
-            paragraphs = obj["paragraphs"]
-            if not isinstance(paragraphs, list) or not all(isinstance(p, str) for p in paragraphs):
-                raise ArticleError("paragraphs: expected a list of strings")
-            paragraphs = [p for p in paragraphs if p.strip()]
-        elif obj.get("text") is not None:
-            if not isinstance(obj["text"], str):
-                raise ArticleError("text: expected a string")
-            paragraphs = split_paragraphs(obj["text"])
-        else:
-            raise ArticleError("paragraphs: the record has neither 'paragraphs' nor 'text'")
-        rid = obj.get("id", default_id)
-        article = Article(id=None if rid is None else str(rid), paragraphs=paragraphs, title=title)
-    else:
-        raise ArticleError(f"article: expected a string, a list of paragraphs or a dict, got {type(obj).__name__}")
-    if not article.paragraphs:
-        raise ArticleError("paragraphs: the article has no non-empty paragraph")
-    return article
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x.astype(np.float64) - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _article_list(articles) -> list:
+    """The articles of a batch call; a single article where a list belongs is a TypeError with a hint."""
+    if isinstance(articles, (str, bytes, dict, Article)):
+        raise TypeError(f"articles: expected a list of articles, got a single {type(articles).__name__}; "
+                        "use predict(article) for one article, or predict_batch([article])")
+    try:
+        return list(articles)
+    except TypeError:
+        raise TypeError(f"articles: expected a list of articles, got {type(articles).__name__}") from None
 
 
 class Predictor:
-    """Tags articles with a saved model. Thread-safe; use one per process and share it."""
+    """Tags articles with a saved model. Thread-safe; use one per process and share it.
 
-    def __init__(self, model, tokenizer, backend: str = "torch", batch_size: int = 32,
-                 max_paragraphs: int = 2000, max_paragraph_chars: int = 100_000,
-                 paragraphs_per_pass: int = 4096, evidence_per_topic: int = 3):
-        self.model = model.eval()
+    ``Predictor(model, tokenizer)`` wraps an in-memory NewsTaggerModel and transformers tokenizer (the torch
+    backend; training uses this); ``Predictor.from_pretrained(folder, backend=...)`` loads a folder.
+    Runtime knobs live here, not in the model: ``batch_size`` (paragraph chunks per encoder call),
+    ``num_threads``, ``device``, ``limits`` (newstagger.inputs.Limits, the CLI's), ``paragraphs_per_pass``
+    (paragraphs of many articles pooled and sorted by length per pass) and ``evidence_per_topic``.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 32, limits: Limits | None = None,
+                 paragraphs_per_pass: int = 4096, evidence_per_topic: int = 3, device: str = "cpu",
+                 backend: Backend | None = None, config=None):
+        if backend is None:  # an in-memory NewsTaggerModel
+            backend, config = torch_backend(model, device, batch_size), model.config
+        if not isinstance(tokenizer, ParagraphTokenizer):
+            tokenizer = ParagraphTokenizer.from_transformers(tokenizer)
+        self.engine = backend
+        self.backend = backend.name
+        self.model = backend.model  # the NewsTaggerModel (torch and int8 backends), else None
         self.tokenizer = tokenizer
-        self.config = model.config
-        self.labels = list(model.config.labels)
-        self.backend = backend
-        self.model.config.encoder_micro_batch = batch_size
-        self.max_paragraphs = max_paragraphs
-        self.max_paragraph_chars = max_paragraph_chars
+        self.config = config  # labels, thresholds, max_paragraph_tokens, problem_type (the model's own config)
+        self.labels = list(config.labels)
+        self.micro_batch = batch_size
+        self.device = device
+        self.limits = limits or Limits()
         self.paragraphs_per_pass = paragraphs_per_pass
         self.evidence_per_topic = evidence_per_topic
-        self._tokenizer_lock = threading.Lock()  # a fast tokenizer's Rust object is not re-entrant
 
-    # Thresholds live in the model's config (saved in config.json); the model itself reads the boilerplate
-    # threshold too, to keep flagged paragraphs out of the topics.
+    @classmethod
+    def from_pretrained(cls, path: str | Path, backend: str = "torch", batch_size: int = 32,
+                        num_threads: int | None = None, device: str = "cpu", **kwargs) -> "Predictor":
+        """Load a model folder (checked first: newstagger.model_folder) with one of BACKENDS.
+
+        ``num_threads``: CPU threads (torch's process-wide count is set only when given; ONNX Runtime's
+        are this Predictor's, default all cores). ``device``: cpu, cuda or cuda:N (torch and onnx).
+        Raises ModelFolderError for a folder that cannot be used, ExportError when backend "onnx" finds
+        no export of these weights, ValueError for an unknown backend or device."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        folder = Path(path)
+        folder_config = read_model_folder(folder)
+        tokenizer = ParagraphTokenizer.from_folder(folder)
+        digest = weights_digest(folder) if backend != "torch" else ""
+        engine = load_backend(folder, backend, digest, micro_batch=batch_size, threads=num_threads, device=device)
+        config = engine.model.config if engine.model is not None else folder_config
+        return cls(None, tokenizer, batch_size=batch_size, device=device, backend=engine, config=config, **kwargs)
+
+    # Thresholds live in the model's config (saved in config.json): training tunes them through here.
     @property
     def thresholds(self) -> np.ndarray:
         return np.array([self.config.topic_thresholds.get(label, 0.5) for label in self.labels])
@@ -128,40 +136,30 @@ class Predictor:
     def boilerplate_threshold(self, value: float) -> None:
         self.config.boilerplate_threshold = float(value)
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path, backend: str = "torch", batch_size: int = 32,
-                        num_threads: int | None = None, **kwargs) -> "Predictor":
-        from transformers import AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        from .model import NewsTaggerModel
-
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        if backend not in ("torch", "int8"):
-            raise ValueError(f"backend must be 'torch' or 'int8', not {backend!r}")
-        hf_logging.disable_progress_bar()
-        model = NewsTaggerModel.from_pretrained(str(path))  # safetensors only, never a pickle
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        if backend == "int8":
-            from .quantize import quantize_encoder
-
-            quantize_encoder(model, path, num_threads)
-        return cls(model, tokenizer, backend=backend, batch_size=batch_size, **kwargs)
+    @property
+    def single_label(self) -> bool:
+        return getattr(self.config, "problem_type", None) == "single_label_classification"
 
     # -- core: probabilities ------------------------------------------------------------------
 
-    def _check(self, article: Article) -> None:
-        if len(article.paragraphs) > self.max_paragraphs:
-            raise ArticleError(f"paragraphs: {len(article.paragraphs)} paragraphs, over the limit of "
-                               f"{self.max_paragraphs} (Predictor max_paragraphs)")
-        longest = max(len(p) for p in article.paragraphs)
-        if longest > self.max_paragraph_chars:
-            raise ArticleError(f"paragraphs: a paragraph of {longest} characters, over the limit of "
-                               f"{self.max_paragraph_chars} (Predictor max_paragraph_chars)")
+    def article(self, obj, default_id: str | None = None) -> Article:
+        """Any accepted article form as a checked Article (the record rule and this Predictor's limits).
+        Raises ArticleError ("field: problem")."""
+        return as_article(obj, default_id=default_id, limits=self.limits)
+
+    def articles(self, articles: Sequence) -> list[Article]:
+        """A list of articles as checked Articles; raises ArticleError ``article N: field: problem`` for the
+        first bad one, TypeError for a single article where a list belongs."""
+        valid = []
+        for n, raw in enumerate(_article_list(articles)):
+            try:
+                valid.append(self.article(raw))
+            except ArticleError as e:
+                raise e.at(f"article {n}") from None
+        return valid
 
     def _passes(self, articles: Sequence[Article]) -> Iterable[list[int]]:
-        """Group articles of similar size so each forward pass holds about paragraphs_per_pass paragraphs."""
+        """Group articles of similar size so each pass holds about paragraphs_per_pass paragraphs."""
         order = sorted(range(len(articles)), key=lambda i: len(articles[i].paragraphs))
         group, size = [], 0
         for i in order:
@@ -176,65 +174,91 @@ class Predictor:
 
     def score(self, articles: Sequence[Article]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(topic probabilities [labels], boilerplate probabilities [paragraphs], evidence [labels, paragraphs])
-        for each article, in order. Articles must already be valid (see as_article)."""
-        from .model import pack_articles
-
+        for each article, in order. Articles must already be valid (see article())."""
         results = [None] * len(articles)
         for group in self._passes(articles):
-            batch_articles = [articles[i] for i in group]
-            with self._tokenizer_lock:
-                batch = pack_articles(self.tokenizer, batch_articles, None, self.config.max_paragraph_tokens)
-            with torch.inference_mode():
-                out = self.model(**batch, return_evidence=True)
-            topic = torch.sigmoid(out.topic_logits.float()).numpy()
-            bp = torch.sigmoid(out.boilerplate_logits.float()).numpy()
-            evidence = out.evidence.float().numpy()
+            packed = self.tokenizer.pack([articles[i] for i in group], self.config.max_paragraph_tokens)
+            sums = self.engine.encode(packed.input_ids, packed.attention_mask)
+            vectors = pool_segments(sums, packed.attention_mask.sum(axis=1), packed.chunk_segment,
+                                    packed.segment_mask.shape)
+            bp_logits, topic_logits, evidence = self.engine.heads(vectors, packed.segment_mask,
+                                                                  self.boilerplate_threshold)
+            topic = _softmax(topic_logits) if self.single_label else _sigmoid(topic_logits)
+            bp = _sigmoid(bp_logits)
+            present = packed.segment_mask[:, 1:]
             for row, i in enumerate(group):
                 n = len(articles[i].paragraphs)
-                results[i] = (topic[row], bp[row, :n], evidence[row, :, :n])
+                # an empty or whitespace-only paragraph is not encoded: it is boilerplate (a scraper artefact)
+                results[i] = (topic[row], np.where(present[row, :n], bp[row, :n], 1.0).astype(np.float32),
+                              evidence[row, :, :n] * present[row, :n])
         return results
 
     # -- public API ---------------------------------------------------------------------------
 
+    def predict(self, article) -> TaggingResult:
+        """Tag one article (any accepted form). Raises ArticleError for a bad or oversized article."""
+        valid = self.article(article)
+        return self._result(valid, *self.score([valid])[0])
+
     def predict_batch(self, articles: Sequence) -> list[TaggingResult]:
-        """Tag many articles at once (their paragraphs share encoder batches). Raises ArticleError
-        for the first bad article; the CLI uses predict_batch_safe to keep going instead."""
-        valid = [as_article(a) for a in articles]
-        for a in valid:
-            self._check(a)
+        """Tag many articles at once (their paragraphs share encoder batches). Raises ArticleError for the
+        first bad article (``article N: field: problem``), TypeError for a single article where a list
+        belongs; predict_batch_safe keeps going instead."""
+        valid = self.articles(articles)
         return [self._result(a, *scores) for a, scores in zip(valid, self.score(valid))]
 
     def predict_batch_safe(self, articles: Sequence, ids: Sequence[str | None] | None = None
                            ) -> list[TaggingResult | ArticleError]:
-        """Like predict_batch, but a bad article yields its ArticleError in place and the rest go on."""
-        ids = ids or [None] * len(articles)
+        """Like predict_batch, but each bad article yields its ArticleError in place and the rest are
+        tagged: one result per article, in order. ``ids`` (optional, one per article) are the ids of
+        articles that have none. Raises only for a call that is wrong as a whole (TypeError, or ValueError
+        for ids of another length)."""
+        articles = _article_list(articles)
+        if ids is not None:
+            ids = _article_list(ids)
+            if len(ids) != len(articles):
+                raise ValueError(f"ids: {len(ids)} ids for {len(articles)} articles")
         out: list = [None] * len(articles)
         good = []
-        for i, (raw, rid) in enumerate(zip(articles, ids)):
+        for i, raw in enumerate(articles):
             try:
-                article = as_article(raw, default_id=rid)
-                self._check(article)
-                good.append((i, article))
+                good.append((i, self.article(raw, default_id=ids[i] if ids is not None else None)))
             except ArticleError as e:
                 out[i] = e
-        if good:
-            scored = self.score([a for _, a in good])
-            for (i, article), scores in zip(good, scored):
-                out[i] = self._result(article, *scores)
+            except Exception as e:  # what the record rule did not foresee (a deeply nested value...)
+                out[i] = ArticleError(f"article: cannot be read ({type(e).__name__})")
+        try:
+            scored = self.score([a for _, a in good]) if good else []
+        except Exception:  # something in one article broke the batch: tag one by one, so only it fails
+            scored = []
+            for _, article in good:
+                try:
+                    scored.append(self.score([article])[0])
+                except Exception as e:
+                    scored.append(ArticleError(f"article: cannot be tagged ({type(e).__name__}: {e})"))
+        for (i, article), scores in zip(good, scored):
+            out[i] = scores if isinstance(scores, ArticleError) else self._result(article, *scores)
         return out
 
-    def predict(self, article) -> TaggingResult:
-        return self.predict_batch([article])[0]
-
     def predict_proba(self, articles: Sequence) -> np.ndarray:
-        """Topic probabilities, [articles, labels] in the order of ``self.labels``."""
-        valid = [as_article(a) for a in articles]
+        """Topic probabilities, [articles, labels] in the order of ``self.labels``; the same checks and
+        errors as predict_batch."""
+        valid = self.articles(articles)
+        if not valid:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.stack([s[0] for s in self.score(valid)])
 
     def _result(self, article: Article, topic_prob, bp_prob, evidence) -> TaggingResult:
         flags = [bool(p >= self.boilerplate_threshold) for p in bp_prob]
-        topics = [label for label, p, t in zip(self.labels, topic_prob, self.thresholds) if p >= t]
         content = [i for i, f in enumerate(flags) if not f]
+        # Topics are judged on content paragraphs only: an article whose paragraphs are all boilerplate
+        # gets none, and every tagged topic names the content paragraphs it rests on.
+        if not content:
+            topics = []
+        elif self.single_label:
+            topics = [self.labels[int(np.argmax(topic_prob))]]  # one topic per article, always the likeliest
+        else:
+            topics = [label for label, p, t in zip(self.labels, topic_prob, self.thresholds) if p >= t]
         evidence_by_topic = {}
         for label in topics:
             weights = evidence[self.labels.index(label)]

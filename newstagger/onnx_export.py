@@ -1,0 +1,315 @@
+"""Export a saved model to ONNX: the encoder in int8, the context layer and heads in fp32.
+
+    newstagger export --onnx --model runs/default       # (the CLI calls export_onnx)
+
+writes ``<model>/onnx/`` atomically:
+  encoder-int8.onnx   input_ids, attention_mask [chunks, tokens] int64 -> token_sum [chunks, hidden]
+  heads.onnx          vectors [articles, slots, hidden], segment_mask [articles, slots] bool,
+                      boilerplate_threshold [] -> boilerplate_logits, topic_logits, evidence
+  manifest.json       the SHA-256 of model.safetensors the graphs were built from, the quantization,
+                      the micro-batch the encoder graph must run at, versions
+
+after which ``Predictor.from_pretrained(model, backend="onnx")`` needs only onnxruntime, tokenizers and
+numpy. Nothing is written when a model is loaded; the int8 backend (ONNX encoder, torch heads) of a folder
+without this export builds its encoder graph into a cache keyed by the weights (see encoder_graph).
+
+The int8 encoder (chosen by measurement, bench/bench_predict.py and ../shared/notes/performance.md):
+  * the legacy TorchScript exporter (dynamo=False) with eager attention, so ONNX Runtime's BERT optimizer
+    fuses attention, LayerNorm and GELU into single kernels; quant_pre_process before quantizing;
+  * per-channel int8 weights (per-tensor loses too much accuracy), the embedding layer left in fp32;
+  * batch invariance. Dynamic quantization computes each activation scale over the whole tensor it is
+    given, so a chunk's result depends on the chunks batched with it (and on their padding). Two ways out:
+    "per-chunk" (default) keeps ONNX Runtime's dynamic quantization and the runtime gives the graph one
+    chunk per call (so each scale is the chunk's own, whatever the batch); "per-token" rewrites every
+    MatMul to quantize each token's activations with its own scale (any micro-batch gives the same result,
+    closer to fp32, slower on this CPU). The manifest says which, and the runtime obeys it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .model_folder import read_model_folder, weights_digest
+
+ONNX_DIR = "onnx"
+ENCODER = "encoder-int8.onnx"
+HEADS = "heads.onnx"
+MANIFEST = "manifest.json"
+QUANTIZATIONS = ("per-chunk", "per-token")
+# The embedding layer stays fp32: quantizing it too was 5% faster on real_dev but moved topic macro-F1 by
+# 0.012 (4 decisions of 360 flipped); without it, 2 flipped.
+QUANTIZED_OPS = ["MatMul", "Attention"]
+OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The ONNX export is missing, stale or cannot be built; the message says what to run."""
+
+
+def _versions() -> dict:
+    import onnxruntime
+
+    from . import __version__
+
+    return {"newstagger": __version__, "onnxruntime": onnxruntime.__version__}
+
+
+# -- the encoder ----------------------------------------------------------------------------------
+
+
+def _pooled_encoder(encoder):
+    import torch
+
+    class PooledEncoder(torch.nn.Module):
+        """The encoder plus the masked token sum: the graph returns [chunks, hidden], not every token."""
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask):
+            states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return (states * attention_mask.unsqueeze(-1).to(states.dtype)).sum(dim=1)
+
+    return PooledEncoder().eval()
+
+
+def export_encoder(model, target: Path, quantization: str = "per-chunk") -> Path:
+    """Export, fuse and quantize the model's encoder into ``target`` (written atomically)."""
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    encoder = model.encoder
+    previous = encoder.config._attn_implementation
+    encoder.set_attn_implementation("eager")  # sdpa does not export to a fusable graph
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            raw, fused, prepared = (Path(tmp) / n for n in ("raw.onnx", "fused.onnx", "prepared.onnx"))
+            ids = torch.ones((2, 16), dtype=torch.long)
+            with torch.no_grad():
+                torch.onnx.export(_pooled_encoder(encoder), (ids, torch.ones_like(ids)), str(raw),
+                                  input_names=["input_ids", "attention_mask"], output_names=["token_sum"],
+                                  dynamic_axes={"input_ids": {0: "chunks", 1: "tokens"},
+                                                "attention_mask": {0: "chunks", 1: "tokens"},
+                                                "token_sum": {0: "chunks"}},
+                                  opset_version=OPSET, dynamo=False)
+            cfg = encoder.config
+            options = FusionOptions("bert")
+            # per-token quantization rewrites MatMuls: keep Q, K and V projections as MatMuls
+            options.use_multi_head_attention = quantization == "per-token"
+            optimizer.optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
+                                     hidden_size=cfg.hidden_size, optimization_options=options
+                                     ).save_model_to_file(str(fused))
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            if quantization == "per-token":
+                onnx.save(quantize_per_token(onnx.load(str(fused))), str(partial))
+            else:
+                quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
+                # Fused contrib ops hide some tensor types from shape inference; they are all float.
+                quantize_dynamic(str(prepared), str(partial), weight_type=QuantType.QInt8, per_channel=True,
+                                 op_types_to_quantize=QUANTIZED_OPS,
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            os.replace(partial, target)
+    finally:
+        encoder.set_attn_implementation(previous)
+    return target
+
+
+def quantize_per_token(model):
+    """Every MatMul with a constant weight [K, N] becomes int8 with per-token activation scales:
+    x [.., K] -> rows [M, K], scale = max|row| / 127 per row, uint8 (zero point 128), MatMulIntegerToFloat
+    with per-column int8 weights, times the row's scale. A token's result depends on that token only."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    consts = {"pt_inv127": np.float32(1 / 127), "pt_tiny": np.float32(1e-12), "pt_one": np.float32(1),
+              "pt_zp": np.uint8(128), "pt_zp1": np.array([128], np.uint8), "pt_last": np.array([-1], np.int64),
+              "pt_first": np.array([0], np.int64)}
+    added = [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()]
+    nodes, rows_of = [], {}
+    for node in graph.node:
+        if not (node.op_type == "MatMul" and node.input[1] in weights):
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
+        k_in, n_out = w.shape
+        w_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127
+        p = f"{node.name or node.output[0]}_pt_"
+        added += [numpy_helper.from_array(np.clip(np.round(w / w_scale), -127, 127).astype(np.int8), p + "w"),
+                  numpy_helper.from_array(w_scale.astype(np.float32), p + "w_scale"),
+                  numpy_helper.from_array(np.array([-1, k_in], np.int64), p + "rows_shape"),
+                  numpy_helper.from_array(np.array([n_out], np.int64), p + "n")]
+        x = node.input[0]
+        if x not in rows_of:  # Q, K and V share their input: quantize it once
+            q = f"{x}_pt_"
+            nodes += [helper.make_node("Reshape", [x, p + "rows_shape"], [q + "rows"]),
+                      helper.make_node("Abs", [q + "rows"], [q + "abs"]),
+                      helper.make_node("ReduceMax", [q + "abs"], [q + "max"], axes=[1], keepdims=0),
+                      helper.make_node("Max", [q + "max", "pt_tiny"], [q + "max1"]),
+                      helper.make_node("Mul", [q + "max1", "pt_inv127"], [q + "scale"]),
+                      helper.make_node("Shape", [q + "scale"], [q + "n_rows"]),
+                      helper.make_node("Expand", ["pt_zp1", q + "n_rows"], [q + "zero_points"]),
+                      helper.make_node("QuantizeLinear", [q + "rows", q + "scale", q + "zero_points"], [q + "q"], axis=0),
+                      helper.make_node("Unsqueeze", [q + "scale", "pt_last"], [q + "scale_col"]),
+                      helper.make_node("Shape", [x], [q + "shape"]),
+                      helper.make_node("Slice", [q + "shape", "pt_first", "pt_last"], [q + "lead"])]
+            rows_of[x] = q
+        q = rows_of[x]
+        nodes += [helper.make_node("MatMulIntegerToFloat", [q + "q", p + "w", "pt_one", p + "w_scale", "pt_zp"],
+                                   [p + "y"], domain="com.microsoft"),
+                  helper.make_node("Mul", [p + "y", q + "scale_col"], [p + "scaled"]),
+                  helper.make_node("Concat", [q + "lead", p + "n"], [p + "out_shape"], axis=0),
+                  helper.make_node("Reshape", [p + "scaled", p + "out_shape"], [node.output[0]])]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(added)
+    used = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.checker.check_model(model)
+    return model
+
+
+# -- the context layer and heads ------------------------------------------------------------------
+
+
+def export_heads(model, target: Path) -> Path:
+    """NewsTaggerModel.heads as an fp32 graph; the boilerplate threshold (which keeps flagged paragraphs
+    out of the topics) is an input, so a Predictor's threshold applies without a new export."""
+    import torch
+
+    class Heads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, vectors, segment_mask, boilerplate_threshold):
+            config = self.model.config
+            saved = config.boilerplate_threshold
+            config.boilerplate_threshold = boilerplate_threshold  # traced as the graph input, not a constant
+            try:
+                out = self.model.heads(vectors, segment_mask, return_evidence=True)
+            finally:
+                config.boilerplate_threshold = saved
+            return out.boilerplate_logits, out.topic_logits, out.evidence
+
+    hidden = model.config.encoder_config().hidden_size
+    vectors = torch.randn(3, 5, hidden)
+    mask = torch.tensor([[True, True, True, False, True], [False, True, True, True, True],
+                         [True, True, False, False, False]])
+    articles, slots = torch.export.Dim("articles", min=1), torch.export.Dim("slots", min=2)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    # torch.export (dynamo) keeps the articles and slots dimensions symbolic through the context layer's
+    # attention; the legacy tracer bakes the slot count of the example into its reshapes.
+    with torch.no_grad():
+        program = torch.onnx.export(Heads().eval(), (vectors, mask, torch.tensor(0.5)),
+                                    input_names=["vectors", "segment_mask", "boilerplate_threshold"],
+                                    output_names=["boilerplate_logits", "topic_logits", "evidence"],
+                                    dynamic_shapes={"vectors": {0: articles, 1: slots},
+                                                    "segment_mask": {0: articles, 1: slots},
+                                                    "boilerplate_threshold": None},
+                                    opset_version=18, dynamo=True, optimize=True, verbose=False)
+    program.save(str(partial))
+    os.replace(partial, target)
+    return target
+
+
+# -- the folder export and the int8 cache ---------------------------------------------------------
+
+
+def _load_model(model_dir: Path):
+    from .model import NewsTaggerModel
+
+    return NewsTaggerModel.from_pretrained(str(model_dir), use_safetensors=True, trust_remote_code=False).eval()
+
+
+def export_onnx(model_dir: str | Path, quantization: str = "per-chunk", model=None) -> Path:
+    """Write ``<model_dir>/onnx/`` (see the module docstring), replacing an older export atomically.
+    Returns the folder. ``model``: the loaded NewsTaggerModel, if the caller has it."""
+    model_dir = Path(model_dir)
+    read_model_folder(model_dir)
+    digest = weights_digest(model_dir)
+    model = model if model is not None else _load_model(model_dir)
+    final = model_dir / ONNX_DIR
+    partial = model_dir / f".{ONNX_DIR}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        export_encoder(model, partial / ENCODER, quantization)
+        export_heads(model, partial / HEADS)
+        manifest = {"weights_sha256": digest, "encoder": ENCODER, "heads": HEADS, "quantization": quantization,
+                    "encoder_micro_batch": 1 if quantization == "per-chunk" else None,
+                    "hidden_size": model.config.encoder_config().hidden_size, "opset": OPSET, **_versions()}
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        old = model_dir / f".{ONNX_DIR}.old-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(partial, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return final
+
+
+def read_manifest(folder: Path, digest: str) -> dict | None:
+    """The manifest of an export in ``folder`` if it was built from weights ``digest``; None if there is
+    no export. Raises ExportError for an export of other weights."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ExportError(f"{path}: not valid JSON ({e})") from None
+    if manifest.get("weights_sha256") != digest:
+        raise ExportError(f"{path}: built from other weights than {folder.parent / 'model.safetensors'} "
+                          "(sha256 differs): export again")
+    return manifest
+
+
+def cache_dir(digest: str) -> Path:
+    root = os.environ.get("NEWSTAGGER_CACHE") or Path.home() / ".cache" / "newstagger"
+    return Path(root) / digest[:32]
+
+
+def encoder_graph(model_dir: Path, digest: str, model) -> tuple[Path, dict]:
+    """(encoder graph, manifest) for the int8 backend: the folder's export when it matches the weights,
+    else a graph in the cache keyed by the weights' SHA-256 (built on first use; the model folder itself is
+    never written). A stale export in the folder is an error, not silently used."""
+    try:
+        manifest = read_manifest(model_dir / ONNX_DIR, digest)
+    except ExportError as e:
+        raise ExportError(f"{e} with `newstagger export --onnx --model {model_dir}`, or delete "
+                          f"{model_dir / ONNX_DIR}") from None
+    if manifest is not None:
+        return model_dir / ONNX_DIR / manifest["encoder"], manifest
+    cache = cache_dir(digest)
+    manifest = read_manifest(cache, digest)
+    if manifest is None or not (cache / manifest["encoder"]).exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        export_encoder(model, cache / ENCODER)
+        manifest = {"weights_sha256": digest, "encoder": ENCODER, "quantization": "per-chunk",
+                    "encoder_micro_batch": 1, **_versions()}
+        partial = cache / f".{MANIFEST}.{os.getpid()}.partial"
+        partial.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, cache / MANIFEST)
+    return cache / manifest["encoder"], manifest

@@ -1,0 +1,181 @@
+"""The Predictor's backends: one small interface, three engines.
+
+A backend turns packed articles (newstagger.packing) into logits in two steps, both on numpy arrays:
+
+    encode(input_ids, attention_mask)  [chunks, tokens] int64 -> token sums [chunks, hidden] float32
+    heads(vectors, segment_mask, boilerplate_threshold)
+        [articles, slots, hidden], [articles, slots] -> boilerplate logits [articles, slots - 1],
+        topic logits [articles, labels], evidence [articles, labels, slots - 1]
+
+  torch  the NewsTaggerModel in fp32 (CPU or a CUDA device): encoder and heads
+  int8   the int8 ONNX Runtime encoder and the torch heads (CPU)
+  onnx   the int8 ONNX Runtime encoder and the fp32 ONNX heads: no torch, no transformers
+
+Runtime knobs (micro-batch, threads, device) are the backend's, never written into the model or its config;
+torch's global thread count is set only when threads are asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+BACKENDS = ("torch", "int8", "onnx")
+
+
+@dataclass
+class Backend:
+    name: str
+    encode: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    heads: Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    model: object | None = None  # the NewsTaggerModel, for backends that hold one
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def length_sorted_batches(lengths: np.ndarray, micro_batch: int) -> list[np.ndarray]:
+    """Chunk indices in micro-batches of similar length (longest first), so each is padded only to its
+    own longest chunk."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i:i + micro_batch] for i in range(0, len(order), max(1, micro_batch))]
+
+
+# -- torch ----------------------------------------------------------------------------------------
+
+
+def torch_heads(model, device):
+    import torch
+
+    def heads(vectors, segment_mask, boilerplate_threshold):
+        # model.heads reads the threshold from its config: the Predictor keeps the two the same object
+        with torch.inference_mode():
+            out = model.heads(torch.from_numpy(vectors).to(device, model.dtype),
+                              torch.from_numpy(segment_mask).to(device), return_evidence=True)
+        return tuple(t.float().cpu().numpy() for t in (out.boilerplate_logits, out.topic_logits, out.evidence))
+
+    return heads
+
+
+def torch_backend(model, device: str = "cpu", micro_batch: int = 32) -> Backend:
+    """The model in fp32 on ``device`` (moved there once)."""
+    import torch
+
+    model = model.to(device).eval()
+
+    def encode(input_ids, attention_mask):
+        with torch.inference_mode():
+            sums, _ = model.encode_chunks(torch.from_numpy(input_ids).to(device),
+                                          torch.from_numpy(attention_mask).to(device), micro_batch)
+        return sums.float().cpu().numpy()
+
+    return Backend("torch", encode, torch_heads(model, device), model)
+
+
+# -- ONNX Runtime ---------------------------------------------------------------------------------
+
+
+def _session(path: Path, threads: int, device: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # warnings about unused initializers are not the user's business
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError(f"device {device}: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}))
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+class OnnxEncoder:
+    """Token sums per chunk from the int8 encoder graph.
+
+    Chunks run in length-sorted micro-batches spread over ``threads`` worker threads, each running the
+    session on one core (ONNX Runtime runs one session from many threads). ``micro_batch`` is forced to
+    what the graph's manifest demands: 1 for "per-chunk" quantization, whose activation scales would
+    otherwise mix the chunks of a micro-batch (and the result of an article would depend on its neighbours).
+    """
+
+    def __init__(self, path: Path, manifest: dict, threads: int | None = None, micro_batch: int = 32,
+                 device: str = "cpu"):
+        self.threads = threads or default_threads()
+        self.micro_batch = manifest.get("encoder_micro_batch") or micro_batch
+        on_gpu = device.startswith("cuda")
+        self.session = _session(path, self.threads if on_gpu else 1, device)
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="newstagger-encoder") \
+            if self.threads > 1 and not on_gpu else None
+
+    def _run(self, ids, mask, idx):
+        width = int(mask[idx].sum(axis=1).max())
+        return self.session.run(None, {"input_ids": ids[idx, :width], "attention_mask": mask[idx, :width]})[0]
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        batches = length_sorted_batches(attention_mask.sum(axis=1), self.micro_batch)
+        if self.pool is None or len(batches) == 1:
+            parts = [self._run(input_ids, attention_mask, idx) for idx in batches]
+        else:
+            parts = list(self.pool.map(lambda idx: self._run(input_ids, attention_mask, idx), batches))
+        sums = np.empty((len(input_ids), parts[0].shape[1]), dtype=np.float32)
+        for idx, part in zip(batches, parts):
+            sums[idx] = part
+        return sums
+
+
+def onnx_heads(path: Path, threads: int | None, device: str):
+    session = _session(path, threads or default_threads(), device)
+
+    def heads(vectors, segment_mask, boilerplate_threshold):
+        feed = {"vectors": vectors.astype(np.float32), "segment_mask": segment_mask.astype(bool),
+                "boilerplate_threshold": np.array(boilerplate_threshold, dtype=np.float32)}
+        return tuple(session.run(None, feed))
+
+    return heads
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int = 32, threads: int | None = None,
+                 device: str = "cpu") -> Backend:
+    """The backend ``name`` for a validated model folder whose weights have SHA-256 ``digest``."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+    if name == "int8" and device != "cpu":
+        raise ValueError(f"backend int8 runs on the CPU, not {device!r} (use the torch backend on a GPU)")
+    if name == "onnx":
+        from .onnx_export import ENCODER, ExportError, ONNX_DIR, read_manifest
+
+        export = folder / ONNX_DIR
+        try:
+            manifest = read_manifest(export, digest)
+        except ExportError as e:
+            raise ExportError(f"{e} with `newstagger export --onnx --model {folder}`") from None
+        if manifest is None or not (export / manifest.get("heads", "")).is_file():
+            raise ExportError(f"{export}: no ONNX export of this model: run `newstagger export --onnx "
+                              f"--model {folder}` first (it needs torch; running it does not)")
+        encoder = OnnxEncoder(export / manifest.get("encoder", ENCODER), manifest, threads, micro_batch, device)
+        return Backend("onnx", encoder, onnx_heads(export / manifest["heads"], threads, device))
+
+    import torch
+
+    from .model import NewsTaggerModel
+
+    if threads:
+        torch.set_num_threads(threads)  # process-wide: only when asked
+    model = NewsTaggerModel.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False).eval()
+    if name == "torch":
+        return torch_backend(model, device, micro_batch)
+    from .onnx_export import encoder_graph
+
+    path, manifest = encoder_graph(folder, digest, model)
+    return Backend("int8", OnnxEncoder(path, manifest, threads, micro_batch), torch_heads(model, "cpu"), model)
