@@ -6,7 +6,8 @@ Rows, each measured in its own subprocess (so peak RSS is the backend's own):
   naive   a transformers feature-extraction pipeline over the same fine-tuned encoder, one paragraph per
           call, then the same context layer and heads: what a first implementation would do;
   torch   Predictor, fp32: paragraphs of many articles pooled, sorted by length, padded per micro-batch;
-  int8    Predictor, ONNX Runtime dynamic int8 encoder (same batching).
+  int8    Predictor, ONNX Runtime int8 encoder (one chunk per call: batch-invariant), torch heads;
+  onnx    Predictor, ONNX Runtime int8 encoder and fp32 heads (`newstagger export --onnx` first): no torch.
 Each prints paragraphs/s (best of --repeat runs after a warm-up, model load excluded), the ratio to naive,
 peak RSS, and topic macro-F1 / boilerplate F1 on the evaluation file. --profile adds where the time goes.
 """
@@ -37,7 +38,10 @@ def naive_scores(predictor, articles):
     from transformers import pipeline
 
     model = predictor.model
-    extract = pipeline("feature-extraction", model=model.encoder, tokenizer=predictor.tokenizer, device=-1)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(predictor_folder(predictor), trust_remote_code=False)
+    extract = pipeline("feature-extraction", model=model.encoder, tokenizer=tokenizer, device=-1)
     results = []
     for article in articles:
         texts = ([article.title] if article.title.strip() else []) + article.paragraphs
@@ -56,25 +60,22 @@ def heads_from_vectors(model, vectors, has_title):
     seg[0, n_slots - len(vectors):] = vectors
     mask = torch.zeros((1, n_slots), dtype=torch.bool)
     mask[0, n_slots - len(vectors):] = True
-    original = model.segment_vectors
-    model.segment_vectors = lambda *a: seg
-    try:
-        out = model(input_ids=None, attention_mask=None, chunk_segment=None, segment_mask=mask)
-    finally:
-        model.segment_vectors = original
-    return torch.sigmoid(out.topic_logits[0]).numpy(), torch.sigmoid(out.boilerplate_logits[0]).numpy()
+    out = model.heads(seg, mask)
+    return model.topic_probabilities(out.topic_logits)[0].numpy(), torch.sigmoid(out.boilerplate_logits[0]).numpy()
+
+
+def predictor_folder(predictor) -> str:
+    return predictor.model.name_or_path
 
 
 def measure(backend: str, model_dir: str, eval_file: str, threads: int, repeat: int, profile: bool) -> dict:
     import numpy as np
-    import torch
 
     from newstagger.data import load_articles
     from newstagger.metrics import evaluation_report
     from newstagger.predictor import Predictor
 
-    torch.set_num_threads(threads)
-    predictor = Predictor.from_pretrained(model_dir, backend="int8" if backend == "int8" else "torch",
+    predictor = Predictor.from_pretrained(model_dir, backend="torch" if backend == "naive" else backend,
                                           num_threads=threads)
     articles = load_articles(eval_file, predictor.labels).articles
     n_paragraphs = sum(len(a.paragraphs) for a in articles)
@@ -111,12 +112,12 @@ def measure(backend: str, model_dir: str, eval_file: str, threads: int, repeat: 
 
 def time_by_stage(stats: pstats.Stats) -> dict:
     """Cumulative seconds in the stages of Predictor.score, from a cProfile run."""
-    stages = {"total (score)": "score", "tokenize + pack": "pack_articles", "encoder": "encode_chunks",
-              "encoder (onnx)": "__call__", "context + heads": "forward", "onnx session": "run"}
+    stages = {"total (score)": ("score", "predictor.py"), "tokenize + pack": ("pack", "packing.py"),
+              "encoder": ("encode", "runtime.py"), "encoder (onnx)": ("__call__", "runtime.py"),
+              "pool": ("pool_segments", "packing.py"), "context + heads": ("heads", "runtime.py")}
     found = {}
     for (filename, _, name), (_, _, _, cumulative, _) in stats.stats.items():
-        for label, func in stages.items():
-            wanted_file = {"encoder (onnx)": "quantize.py", "onnx session": "onnxruntime"}.get(label, "newstagger")
+        for label, (func, wanted_file) in stages.items():
             if name == func and wanted_file in filename:
                 found[label] = max(found.get(label, 0.0), cumulative)
     return {k: round(v, 3) for k, v in found.items()}
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--eval", default=str(ROOT.parent / "shared" / "eval" / "real_dev.jsonl"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--backends", default="naive,torch,int8")
+    parser.add_argument("--backends", default="naive,torch,int8,onnx")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--only", help=argparse.SUPPRESS)  # internal: measure one backend in this process
     args = parser.parse_args(argv)

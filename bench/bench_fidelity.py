@@ -1,0 +1,143 @@
+"""Fidelity of the int8 and onnx backends to torch fp32, and their batch invariance, on real news.
+
+    python bench/bench_fidelity.py [--model runs/default] [--eval ../shared/eval/real_dev.jsonl] [--check]
+
+For each backend: the largest topic-score difference from torch fp32, the share of identical article-label
+decisions and of identical paragraph flags, topic macro-F1 and boilerplate F1 next to fp32's; then batch
+invariance: each article tagged alone against all at once, in fives, and resumed half-way (largest score
+difference, topics and flags that changed). A folder without an ONNX export is exported into a temporary
+copy (the model folder is not written). ``--check`` exits 1 when a bar of issue 12 is missed: scores within
+0.02, decisions >= 99%, flags >= 99.5%, F1 not lower by more than 0.005, invariance within 1e-3 with no
+changed topic or flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BARS = {"max_topic_diff": 0.02, "decisions": 0.99, "flags": 0.995, "f1_drop": 0.005, "invariance": 1e-3}
+
+
+def decisions(predictor, scores):
+    topics = np.stack([s[0] for s in scores]) >= predictor.thresholds
+    flags = np.concatenate([s[1] for s in scores]) >= predictor.boilerplate_threshold
+    return topics, flags
+
+
+def report(predictor, articles, scores):
+    from newstagger.metrics import evaluation_report
+
+    topic_true = np.array([[int(label in a.topics) for label in predictor.labels] for a in articles])
+    bp_true = np.concatenate([a.boilerplate for a in articles])
+    r = evaluation_report(topic_true, np.stack([s[0] for s in scores]), bp_true, np.concatenate([s[1] for s in scores]),
+                          predictor.labels, predictor.thresholds, predictor.boilerplate_threshold)
+    return r["topics"]["macro_f1"], r["boilerplate"]["f1"]
+
+
+def invariance(predictor, articles) -> dict:
+    alone = [predictor.score([a])[0] for a in articles]
+    half = len(articles) // 2
+    runs = {"all at once": predictor.score(articles),
+            "in fives": [s for i in range(0, len(articles), 5) for s in predictor.score(articles[i:i + 5])],
+            "resumed half-way": predictor.score(articles[:half]) + predictor.score(articles[half:])}
+    t0, f0 = decisions(predictor, alone)
+    out = {}
+    for name, scored in runs.items():
+        t1, f1 = decisions(predictor, scored)
+        diff = max(max(np.abs(a[0] - b[0]).max(), np.abs(a[1] - b[1]).max()) for a, b in zip(alone, scored))
+        out[name] = {"max_diff": float(diff), "changed_topics": int((t0 != t1).sum()), "changed_flags": int((f0 != f1).sum())}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / "runs" / "default"))
+    parser.add_argument("--eval", default=str(ROOT.parent / "shared" / "eval" / "real_dev.jsonl"))
+    parser.add_argument("--backends", default="int8,onnx")
+    parser.add_argument("--quantization", default="per-chunk", help="for a temporary export (per-chunk, per-token)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not Path(args.eval).exists():
+        print(f"skipped: {args.eval} not found (the real-news evaluation set lives in ../shared)")
+        return 0
+    from newstagger.data import load_articles
+    from newstagger.onnx_export import export_onnx
+    from newstagger.predictor import Predictor
+
+    model = Path(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not (model / "onnx" / "manifest.json").exists() or args.quantization != "per-chunk":
+            copy = Path(tmp) / model.name
+            copy.mkdir()
+            for item in model.iterdir():
+                if item.is_file():
+                    (copy / item.name).symlink_to(item.resolve())
+            start = time.perf_counter()
+            export_onnx(copy, quantization=args.quantization)
+            print(f"exported {args.quantization} ONNX into a temporary copy in {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr)
+            model = copy
+        fp32 = Predictor.from_pretrained(model, backend="torch", num_threads=args.threads)
+        articles = load_articles(args.eval, fp32.labels).articles
+        reference = fp32.score(articles)
+        ref_topics, ref_flags = decisions(fp32, reference)
+        ref_f1 = report(fp32, articles, reference)
+        rows = {"torch": {"topic_macro_f1": ref_f1[0], "boilerplate_f1": ref_f1[1]}}
+        for backend in args.backends.split(","):
+            predictor = Predictor.from_pretrained(model, backend=backend, num_threads=args.threads)
+            scores = predictor.score(articles)
+            topics, flags = decisions(predictor, scores)
+            f1 = report(predictor, articles, scores)
+            rows[backend] = {
+                "max_topic_diff": float(max(np.abs(a[0] - b[0]).max() for a, b in zip(reference, scores))),
+                "max_paragraph_diff": float(max(np.abs(a[1] - b[1]).max() for a, b in zip(reference, scores))),
+                "decisions": float((topics == ref_topics).mean()), "flags": float((flags == ref_flags).mean()),
+                "topic_macro_f1": f1[0], "boilerplate_f1": f1[1], "invariance": invariance(predictor, articles)}
+    failed = []
+    for backend, r in rows.items():
+        if backend == "torch":
+            continue
+        if r["max_topic_diff"] > BARS["max_topic_diff"]:
+            failed.append(f"{backend}: topic score differs by {r['max_topic_diff']:.4f}")
+        if r["decisions"] < BARS["decisions"]:
+            failed.append(f"{backend}: {r['decisions']:.2%} identical decisions")
+        if r["flags"] < BARS["flags"]:
+            failed.append(f"{backend}: {r['flags']:.2%} identical flags")
+        for key, i in (("topic_macro_f1", 0), ("boilerplate_f1", 1)):
+            if r[key] < ref_f1[i] - BARS["f1_drop"]:
+                failed.append(f"{backend}: {key} {r[key]:.4f} vs fp32 {ref_f1[i]:.4f}")
+        for name, v in r["invariance"].items():
+            if v["max_diff"] > BARS["invariance"] or v["changed_topics"] or v["changed_flags"]:
+                failed.append(f"{backend}: {name}: {v}")
+    if args.json:
+        print(json.dumps({"rows": rows, "failed": failed}))
+    else:
+        print(f"{args.eval}: {len(articles)} articles, {len(ref_flags)} paragraphs; model {args.model}")
+        print(f"{'backend':<8}{'max Δtopic':>11}{'max Δpara':>10}{'decisions':>10}{'flags':>8}{'topic F1':>10}{'bp F1':>8}")
+        for backend, r in rows.items():
+            if backend == "torch":
+                print(f"{backend:<8}{'-':>11}{'-':>10}{'-':>10}{'-':>8}{r['topic_macro_f1']:>10.4f}{r['boilerplate_f1']:>8.4f}")
+                continue
+            print(f"{backend:<8}{r['max_topic_diff']:>11.4f}{r['max_paragraph_diff']:>10.4f}{r['decisions']:>10.2%}"
+                  f"{r['flags']:>8.2%}{r['topic_macro_f1']:>10.4f}{r['boilerplate_f1']:>8.4f}")
+            for name, v in r["invariance"].items():
+                print(f"    alone vs {name}: max diff {v['max_diff']:.2e}, changed topics {v['changed_topics']}, "
+                      f"changed flags {v['changed_flags']}")
+        print("all bars met" if not failed else "missed: " + "; ".join(failed))
+    return 1 if args.check and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

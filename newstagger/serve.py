@@ -1,0 +1,332 @@
+"""The HTTP service: a Predictor behind FastAPI and uvicorn, with concurrent requests micro-batched.
+
+    newstagger serve --model runs/default [--backend onnx|torch|int8] [--host 127.0.0.1] [--port 8000] [--workers 1]
+
+    POST /tag       one article (a JSON object as in a JSONL input line, or a JSON string of text) -> one
+                    record; a JSON array of articles -> an array of records, in order. The records are
+                    those of `newstagger tag` (TaggingResult.to_record()).
+    GET  /health    {"status": "ok"} once the model is loaded
+    GET  /metadata  labels, thresholds, backend, limits, the model card's metadata, versions
+    GET  /docs      OpenAPI documentation (/openapi.json)
+
+Requests that arrive while the model is busy wait in a queue; the batcher takes up to ``max_batch``
+articles, waiting at most ``batch_wait_ms`` for more after the first, and tags them in one Predictor call,
+so throughput under load approaches the batch path. The Predictor gives each article the same result
+whatever it is batched with, so a response never depends on other clients' requests.
+
+Bad input never reaches the model and never stops the server: a body over ``max_body_bytes`` is 413, JSON
+that does not parse 400, an article the record rule refuses or over the limits 422 with the CLI's
+``field: problem`` message (``article N: field: problem`` in a list), more than ``max_articles`` in one
+request 413, a full queue 503, a request not answered within ``timeout_s`` 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .inputs import ArticleError, Limits
+
+log = logging.getLogger("newstagger.serve")
+OPTIONS_ENV = "NEWSTAGGER_SERVE_OPTIONS"  # how `--workers N` hands the options to each worker process
+
+
+@dataclass
+class ServeOptions:
+    """Everything `newstagger serve` takes; the CLI fills one and passes it to serve()."""
+    model: str
+    backend: str = "onnx"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1  # processes, each with its own Predictor
+    device: str = "cpu"
+    num_threads: int | None = None  # CPU threads per worker's Predictor (default: all cores)
+    batch_size: int = 32  # encoder micro-batch (paragraph chunks per encoder call)
+    max_batch: int = 64  # articles per Predictor call
+    batch_wait_ms: float = 5.0  # how long the batcher waits for more articles after the first
+    max_queue: int = 4096  # articles waiting at most; beyond: 503
+    max_articles: int = 256  # articles per request
+    max_body_bytes: int = 8 << 20
+    timeout_s: float = 60.0
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_object(cls, obj) -> "ServeOptions":
+        """From any object with these attribute names (an argparse Namespace); missing ones: defaults."""
+        if isinstance(obj, cls):
+            return obj
+        values = {name: getattr(obj, name) for name in cls.__dataclass_fields__ if getattr(obj, name, None) is not None}
+        return cls(**values)
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Batcher:
+    """Collects the articles of concurrent requests into Predictor calls (one at a time, off the event loop)."""
+
+    def __init__(self, predictor, max_batch: int, wait_s: float, max_queue: int):
+        self.predictor = predictor
+        self.max_batch, self.wait_s, self.max_queue = max_batch, wait_s, max_queue
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.waiting = 0  # articles queued
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="newstagger-batcher")
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def tag(self, articles: list) -> list:
+        """TaggingResults (or ArticleErrors) for checked Articles, in order."""
+        if self.waiting + len(articles) > self.max_queue:
+            raise HttpError(503, f"queue: {self.waiting} articles are waiting (max_queue {self.max_queue}); retry later")
+        future = asyncio.get_running_loop().create_future()
+        self.waiting += len(articles)
+        await self.queue.put((articles, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            size = len(jobs[0][0])
+            deadline = loop.time() + self.wait_s
+            while size < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                jobs.append(job)
+                size += len(job[0])
+            self.waiting -= size
+            jobs = [(articles, future) for articles, future in jobs if not future.done()]  # timed-out requests
+            articles = [a for batch, _ in jobs for a in batch]
+            try:
+                results = await loop.run_in_executor(self.executor, self.predictor.predict_batch_safe, articles)
+            except Exception as e:  # predict_batch_safe does not raise for articles; anything else is ours
+                log.exception("tagging failed")
+                for _, future in jobs:
+                    if not future.done():
+                        future.set_exception(HttpError(500, f"tagging failed ({type(e).__name__})"))
+                continue
+            start = 0
+            for batch, future in jobs:
+                if not future.done():
+                    future.set_result(results[start:start + len(batch)])
+                start += len(batch)
+
+
+def _versions(backend: str) -> dict:
+    names = ["newstagger", "onnxruntime", "tokenizers", "numpy", "fastapi", "uvicorn"]
+    if backend != "onnx":
+        names += ["torch", "transformers"]
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def model_card_data(folder: Path) -> dict:
+    """The YAML metadata at the top of the model card (README.md), or {}."""
+    import yaml
+
+    path = folder / "README.md"
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return {}
+    try:
+        data = yaml.safe_load(text.split("---", 2)[1])
+    except (yaml.YAMLError, IndexError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _articles_of(body, predictor, max_articles: int) -> tuple[list, bool]:
+    """(checked Articles, whether the body was a list). Raises HttpError 413/422."""
+    if isinstance(body, list):
+        if not body:
+            raise HttpError(422, "body: an empty list (send at least one article)")
+        if len(body) > max_articles:
+            raise HttpError(413, f"body: {len(body)} articles, over the limit of {max_articles} per request (max_articles)")
+        articles, problems = [], []
+        for n, item in enumerate(body):
+            if isinstance(item, list) and item and all(isinstance(p, str) for p in item):
+                item = {"paragraphs": item}
+            try:
+                articles.append(predictor.article(item))
+            except ArticleError as e:
+                problems.append(str(e.at(f"article {n}")))
+        if problems:
+            raise HttpError(422, "; ".join(problems[:20]))
+        return articles, True
+    if not isinstance(body, (dict, str)):
+        raise HttpError(422, f"body: expected an article (a JSON object or a string) or a list of articles, "
+                             f"got {type(body).__name__ if body is not None else 'null'}")
+    try:
+        return [predictor.article(body)], False
+    except ArticleError as e:
+        raise HttpError(422, str(e)) from None
+
+
+# The body is read by the record rule (newstagger.inputs), not by a pydantic model; this documents it.
+ARTICLE = {"type": "object", "description": "an article, as a line of a JSONL input: paragraphs or text",
+           "properties": {"id": {"type": ["string", "integer"]}, "title": {"type": "string"},
+                          "paragraphs": {"type": "array", "items": {"type": "string"}}, "text": {"type": "string"}}}
+TAG_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "oneOf": [ARTICLE, {"type": "string", "description": "an article's text"},
+              {"type": "array", "items": {"oneOf": [ARTICLE, {"type": "string"}]}}]},
+    "example": {"id": "a1", "title": "Talks resume", "paragraphs": ["Ministers met in Oslo.", "Subscribe now."]}}}}}
+
+
+def create_app(predictor, options: ServeOptions):
+    """The FastAPI application around a loaded Predictor."""
+    from contextlib import asynccontextmanager
+
+    batcher = Batcher(predictor, options.max_batch, options.batch_wait_ms / 1000, options.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="newstagger", lifespan=lifespan,
+                  description="Topic tagging and boilerplate flagging of news articles.",
+                  version=_versions(predictor.backend).get("newstagger", "0"))
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > options.max_body_bytes:
+            raise HttpError(413, f"body: {declared} bytes, over the limit of {options.max_body_bytes} (max_body_bytes)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > options.max_body_bytes:
+                raise HttpError(413, f"body: over the limit of {options.max_body_bytes} bytes (max_body_bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @app.post("/tag", openapi_extra=TAG_BODY, summary="Tag one article or a list of articles")
+    async def tag(request: Request):
+        try:
+            raw = await read_body(request)
+            try:
+                body = json.loads(raw)
+            except (UnicodeDecodeError, ValueError, RecursionError) as e:
+                reason = "too deeply nested" if isinstance(e, RecursionError) else str(e).split(":")[0]
+                raise HttpError(400, f"body: not valid JSON ({reason})") from None
+            articles, many = _articles_of(body, predictor, options.max_articles)
+            try:
+                results = await asyncio.wait_for(batcher.tag(articles), options.timeout_s)
+            except asyncio.TimeoutError:
+                raise HttpError(504, f"request: not answered within {options.timeout_s} s (timeout_s)") from None
+            records = []
+            for result in results:
+                if isinstance(result, ArticleError):
+                    raise HttpError(422, str(result))
+                records.append(result.to_record())
+            return JSONResponse(records if many else records[0])
+        except HttpError as e:
+            return error(e.status, str(e))
+        except Exception as e:  # never let one request take the server down
+            log.exception("POST /tag failed")
+            return error(500, f"internal error ({type(e).__name__})")
+
+    @app.get("/health", summary="Ready when the model is loaded")
+    async def health():
+        return {"status": "ok", "backend": predictor.backend}
+
+    card = model_card_data(Path(options.model))
+
+    @app.get("/metadata", summary="Labels, thresholds, limits, model card data, versions")
+    async def model_metadata():
+        return {"model": str(options.model), "backend": predictor.backend, "labels": predictor.labels,
+                "topic_thresholds": dict(zip(predictor.labels, map(float, predictor.thresholds))),
+                "boilerplate_threshold": predictor.boilerplate_threshold,
+                "limits": asdict(predictor.limits), "max_articles": options.max_articles,
+                "max_body_bytes": options.max_body_bytes, "model_card": card, "versions": _versions(predictor.backend)}
+
+    return app
+
+
+def load(options: ServeOptions):
+    from .predictor import Predictor
+
+    return Predictor.from_pretrained(options.model, backend=options.backend, batch_size=options.batch_size,
+                                     num_threads=options.num_threads, device=options.device, limits=options.limits)
+
+
+def app_from_environment():
+    """The app factory each uvicorn worker process calls when serving with several workers."""
+    values = json.loads(os.environ[OPTIONS_ENV])
+    values["limits"] = Limits(**values["limits"])
+    options = ServeOptions(**values)
+    return create_app(load(options), options)
+
+
+def serve(options) -> int:
+    """Run the service until interrupted (the CLI's `newstagger serve`). ``options``: a ServeOptions or
+    any object with its attribute names. The model is loaded before the port opens."""
+    import uvicorn
+
+    options = ServeOptions.from_object(options)
+    started = time.perf_counter()
+    if options.workers > 1:
+        os.environ[OPTIONS_ENV] = json.dumps(asdict(options))
+        uvicorn.run("newstagger.serve:app_from_environment", factory=True, host=options.host, port=options.port,
+                    workers=options.workers, log_level="warning")
+        return 0
+    app = create_app(load(options), options)
+    log.warning("newstagger serve: model %s (%s) loaded in %.1f s; listening on http://%s:%d",
+                options.model, options.backend, time.perf_counter() - started, options.host, options.port)
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m newstagger.serve --model DIR ...`` (the same as ``newstagger serve``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    for name, value in asdict(ServeOptions(model="")).items():
+        if name in ("model", "limits"):
+            continue
+        kind = type(value) if value is not None else int
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
+    return serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
