@@ -39,6 +39,7 @@ class FolderConfig:
     max_paragraph_tokens: int
     problem_type: str | None
     values: dict  # the whole config.json
+    tokenizer: object = None  # the checked ParagraphTokenizer (None when not checked)
 
 
 def _number_in_unit(value) -> bool:
@@ -100,14 +101,13 @@ def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> Folde
     if isinstance(tokens, bool) or not isinstance(tokens, int) or not MIN_PARAGRAPH_TOKENS <= tokens <= positions:
         raise ModelFolderError(f"{path}: max_paragraph_tokens: {tokens!r} is not a whole number in "
                                f"[{MIN_PARAGRAPH_TOKENS}, {positions}] (the encoder's max_position_embeddings)")
-    if check_tokenizer:
-        _check_tokenizer(folder, encoder)
     return FolderConfig(labels=list(labels), topic_thresholds={x: float(thresholds.get(x, 0.5)) for x in labels},
                         boilerplate_threshold=float(bp), max_paragraph_tokens=tokens,
-                        problem_type=config.get("problem_type"), values=config)
+                        problem_type=config.get("problem_type"), values=config,
+                        tokenizer=_check_tokenizer(folder, encoder) if check_tokenizer else None)
 
 
-def _check_tokenizer(folder: Path, encoder: dict) -> None:
+def _check_tokenizer(folder: Path, encoder: dict):
     from .packing import ParagraphTokenizer
 
     path = folder / "tokenizer.json"
@@ -126,6 +126,7 @@ def _check_tokenizer(folder: Path, encoder: dict) -> None:
     if isinstance(vocab, int) and not vocab // 2 < size <= vocab:
         raise ModelFolderError(f"{path}: vocabulary: {size} tokens, but the encoder's embedding table has "
                                f"{vocab} (config.json encoder.vocab_size): not this encoder's tokenizer")
+    return tokenizer
 
 
 def weights_digest(folder: str | Path) -> str:

@@ -113,7 +113,7 @@ class Predictor:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         folder = Path(path)
         folder_config = read_model_folder(folder)
-        tokenizer = ParagraphTokenizer.from_folder(folder)
+        tokenizer = folder_config.tokenizer
         digest = weights_digest(folder) if backend != "torch" else ""
         engine = load_backend(folder, backend, digest, micro_batch=batch_size, threads=num_threads, device=device)
         config = engine.model.config if engine.model is not None else folder_config

@@ -1,4 +1,7 @@
-"""The int8 backend (ONNX Runtime dynamic quantization of the encoder)."""
+"""The int8 backend (ONNX Runtime int8 encoder, torch heads): its encoder graph comes from the folder's
+export or from a cache keyed by the weights, never written into the model folder on load."""
+
+import shutil
 
 import numpy as np
 import pytest
@@ -6,22 +9,33 @@ import pytest
 from newstagger.data import load_articles
 from newstagger.predictor import Predictor
 
-from conftest import ROOT
 
-
-def test_int8_backend_tracks_fp32_and_caches_its_graph(tiny_model_dir):
-    articles = load_articles(ROOT / "data" / "validation.jsonl").articles[:12]
-    fp32 = Predictor.from_pretrained(tiny_model_dir, backend="torch")
-    int8 = Predictor.from_pretrained(tiny_model_dir, backend="int8")
-    assert (tiny_model_dir / "onnx" / "encoder-int8.onnx").exists()
-    assert int8.model.encoder is None  # the fp32 encoder is gone: the ONNX graph does the encoding
+def test_int8_builds_its_encoder_in_a_cache_keyed_by_the_weights(tiny_model_dir, tmp_path, monkeypatch, root):
+    monkeypatch.setenv("NEWSTAGGER_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns("onnx"))
+    articles = load_articles(root / "data" / "validation.jsonl").articles[:12]
+    fp32 = Predictor.from_pretrained(folder, backend="torch")
+    int8 = Predictor.from_pretrained(folder, backend="int8")
+    assert not (folder / "onnx").exists()  # the model folder is not written
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert (entry / "encoder-int8.onnx").exists()
     for (t32, b32, _), (t8, b8, _) in zip(fp32.score(articles), int8.score(articles)):
         assert np.abs(t32 - t8).max() < 0.05 and np.abs(b32 - b8).max() < 0.05
-    again = Predictor.from_pretrained(tiny_model_dir, backend="int8")  # loads the cached graph
-    one = articles[0]
-    assert again.predict(one).to_record() == int8.predict(one).to_record()
+    again = Predictor.from_pretrained(folder, backend="int8")  # the cached graph
+    assert again.predict(articles[0]).to_record() == int8.predict(articles[0]).to_record()
+    # new weights: a new cache entry, never the old graph
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    name = next(k for k in weights if k.endswith("attention.self.query.weight"))
+    weights[name] = weights[name] * 0.5
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    changed = Predictor.from_pretrained(folder, backend="int8")
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert changed.predict(articles[0]).topic_scores != int8.predict(articles[0]).topic_scores
 
 
 def test_unknown_backend_is_refused(tiny_model_dir):
-    with pytest.raises(ValueError, match="backend must be"):
+    with pytest.raises(ValueError, match="backend must be one of torch, int8, onnx"):
         Predictor.from_pretrained(tiny_model_dir, backend="fp16")

@@ -1,12 +1,13 @@
-"""The Predictor's public API: accepted article forms, the result record, and sharing one Predictor
-between threads."""
+"""The Predictor's public API: accepted article forms, the result record, clear errors, limits, and sharing
+one Predictor between threads."""
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
-from conftest import ROOT
 from newstagger.data import load_articles
+from newstagger.inputs import Limits
 from newstagger.predictor import ArticleError, Predictor, split_paragraphs
 
 
@@ -28,26 +29,61 @@ def test_every_article_form_gives_the_same_result(predictor):
     assert split_paragraphs("a\n\n  \n\nb\nc") == ["a", "b c"]
 
 
-@pytest.mark.parametrize("bad, field", [("", "paragraphs"), ([], "paragraphs"), ({"id": "x"}, "paragraphs"),
-                                        ({"text": 5}, "text"), (3.5, "article"), (["ok", 4], "paragraphs")])
+@pytest.mark.parametrize("bad, field", [("", "paragraphs"), ([], "paragraphs"), ({"id": "x"}, "text"),
+                                        ({"text": 5}, "text"), (3.5, "article"), (["ok", 4], "paragraphs"),
+                                        ({"text": "a", "title": ["t"]}, "title"), ("\ud800 x", "text")])
 def test_bad_articles_raise_a_clear_error(predictor, bad, field):
     with pytest.raises(ArticleError, match=f"^{field}: "):
         predictor.predict(bad)
+    with pytest.raises(ArticleError, match=f"^article 1: {field}: "):  # a batch says which article
+        predictor.predict_batch(["Fine.", bad])
+    with pytest.raises(ArticleError, match=f"^article 0: {field}: "):
+        predictor.predict_proba([bad])
+    results = predictor.predict_batch_safe(["Fine.", bad, "Also fine."])
+    assert isinstance(results[1], ArticleError) and str(results[1]).startswith(f"{field}: ")
+    assert results[0].topic_scores and results[2].topic_scores  # the others are still tagged
+
+
+def test_a_single_article_where_a_list_belongs_is_refused(predictor):
+    for call in (predictor.predict_batch, predictor.predict_batch_safe, predictor.predict_proba):
+        with pytest.raises(TypeError, match="got a single str; use predict"):
+            call("Hello")
+        with pytest.raises(TypeError, match="got a single dict"):
+            call({"text": "Hello"})
+    with pytest.raises(ValueError, match="ids: 1 ids for 2 articles"):
+        predictor.predict_batch_safe(["a", "b"], ids=["x"])
+    assert [r.id for r in predictor.predict_batch_safe(["a", {"id": "own", "text": "b"}], ids=["x", "y"])] == ["x", "own"]
 
 
 def test_limits_make_an_error_not_a_stall(tiny_model_dir):
-    small = Predictor.from_pretrained(tiny_model_dir, max_paragraphs=10, max_paragraph_chars=1000)
+    small = Predictor.from_pretrained(tiny_model_dir, limits=Limits(max_paragraphs=10, max_paragraph_chars=1000,
+                                                                     max_title_chars=50))
     with pytest.raises(ArticleError, match="11 paragraphs, over the limit of 10"):
         small.predict([f"Paragraph {i}." for i in range(11)])
+    with pytest.raises(ArticleError, match="title: 51 characters, over the limit of 50"):
+        small.predict({"title": "t" * 51, "text": "Body."})
+    with pytest.raises(ArticleError, match="1001 characters"):
+        small.predict_proba(["x" * 1001])  # predict_proba checks the limits too
     results = small.predict_batch_safe(["x" * 1001, "Fine."])
     assert isinstance(results[0], ArticleError) and "1001 characters" in str(results[0])
     assert results[1].topic_scores  # the good article next to it is still tagged
 
 
+def test_runtime_knobs_stay_out_of_the_model(tiny_model_dir):
+    import torch
+
+    threads = torch.get_num_threads()
+    predictor = Predictor.from_pretrained(tiny_model_dir, batch_size=3)
+    assert torch.get_num_threads() == threads  # not asked: not changed
+    assert predictor.micro_batch == 3 and not hasattr(predictor.config, "encoder_micro_batch")
+    assert "encode_chunks" not in vars(predictor.model) and predictor.model.encoder is not None
+
+
 @pytest.mark.parametrize("backend", ["torch", "int8"])
-def test_threads_sharing_one_predictor_get_the_serial_results(tiny_model_dir, backend):
-    predictor = Predictor.from_pretrained(tiny_model_dir, backend=backend)
-    articles = load_articles(ROOT / "data" / "test.jsonl").articles[:24]
+def test_threads_sharing_one_predictor_get_the_serial_results(tiny_model_dir, backend, root, tmp_path, monkeypatch):
+    monkeypatch.setenv("NEWSTAGGER_CACHE", str(tmp_path))
+    predictor = Predictor.from_pretrained(tiny_model_dir, backend=backend, num_threads=2 if backend == "int8" else None)
+    articles = load_articles(root / "data" / "test.jsonl").articles[:24]
     serial = [predictor.predict(a).to_record() for a in articles]
     with ThreadPoolExecutor(max_workers=8) as pool:
         # single calls and batch calls interleaved, many at once
@@ -60,3 +96,4 @@ def test_threads_sharing_one_predictor_get_the_serial_results(tiny_model_dir, ba
         assert got["topics"] == want["topics"] and got["evidence"] == want["evidence"]
         assert [p["boilerplate"] for p in got["paragraphs"]] == [p["boilerplate"] for p in want["paragraphs"]]
         assert max(abs(got["topic_scores"][k] - want["topic_scores"][k]) for k in want["topic_scores"]) < 1e-4
+    assert np.isfinite(predictor.predict_proba(articles[:3])).all()

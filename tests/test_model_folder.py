@@ -1,0 +1,88 @@
+"""Model folder validation (newstagger.model_folder): every tampered folder is refused on load with an error
+naming the file and the key, before any weights or code are touched."""
+
+import json
+import shutil
+
+import pytest
+
+from newstagger.model_folder import ModelFolderError, read_model_folder
+from newstagger.predictor import Predictor
+
+
+@pytest.fixture
+def folder(tiny_model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy, ignore=shutil.ignore_patterns("onnx"))
+    return copy
+
+
+def edit_json(path, **changes):
+    values = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    path.write_text(json.dumps(values))
+
+
+def test_a_good_folder_reads(folder):
+    config = read_model_folder(folder)
+    assert config.labels == ["diplomacy", "sanctions", "press_freedom"]
+    assert set(config.topic_thresholds) == set(config.labels)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"topic_thresholds": {"diplomacy": 1.5}}, r"config.json: topic_thresholds.diplomacy: 1.5 is not a number in \[0, 1\]"),
+    ({"topic_thresholds": {"diplomacy": "0.4"}}, "topic_thresholds.diplomacy: '0.4' is not a number"),
+    ({"topic_thresholds": {"diplomacy": float("nan")}}, "topic_thresholds.diplomacy: nan is not a number"),
+    ({"topic_thresholds": {"elections": 0.5}}, "topic_thresholds.elections: not one of the labels"),
+    ({"boilerplate_threshold": -0.1}, "boilerplate_threshold: -0.1 is not a number"),
+    ({"boilerplate_threshold": True}, "boilerplate_threshold: True is not a number"),
+    ({"labels": ["a", "b", "a"]}, "labels: duplicate label 'a'"),
+    ({"labels": []}, "labels: expected a non-empty list"),
+    ({"labels": "diplomacy"}, "labels: expected a non-empty list"),
+    ({"max_paragraph_tokens": 1}, r"max_paragraph_tokens: 1 is not a whole number in \[8, "),
+    ({"max_paragraph_tokens": 100000}, "max_paragraph_tokens: 100000 is not a whole number"),
+    ({"auto_map": {"AutoModel": "evil.Model"}}, "config.json: auto_map: custom code is not supported"),
+    ({"model_type": None}, "config.json: model_type: None, expected 'newstagger'"),
+])
+def test_a_bad_config_is_refused_naming_file_and_key(folder, changes, message):
+    edit_json(folder / "config.json", **changes)
+    with pytest.raises(ModelFolderError, match=message):
+        read_model_folder(folder)
+    with pytest.raises(ModelFolderError, match=message):  # the Predictor loads through the same check
+        Predictor.from_pretrained(folder)
+
+
+def test_weights_only_from_safetensors(folder):
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")  # a pickle is never loaded
+    with pytest.raises(ModelFolderError, match="model.safetensors: missing: .*safetensors only.*never loaded"):
+        Predictor.from_pretrained(folder)
+
+
+def test_the_tokenizer_must_be_there_and_match_the_encoder(folder):
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"] = {k: v for k, v in list(tokenizer["model"]["vocab"].items())[:5]}
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(ModelFolderError, match=r"tokenizer.json: vocabulary: \d+ tokens, but the encoder.s embedding table has 30522"):
+        read_model_folder(folder)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ModelFolderError, match="tokenizer.json: missing"):
+        read_model_folder(folder)
+
+
+def test_a_tokenizer_with_custom_code_is_refused_without_reading_stdin(folder, monkeypatch):
+    edit_json(folder / "tokenizer_config.json", auto_map={"AutoTokenizer": ["evil.Tok", None]})
+    monkeypatch.setattr("sys.stdin", None)  # any prompt would fail here instead of reading articles
+    with pytest.raises(ModelFolderError, match="tokenizer_config.json: auto_map: custom code"):
+        Predictor.from_pretrained(folder)
+
+
+def test_not_json_and_not_a_folder(folder, tmp_path):
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ModelFolderError, match="config.json: not valid JSON"):
+        read_model_folder(folder)
+    with pytest.raises(ModelFolderError, match="no such model folder"):
+        read_model_folder(tmp_path / "absent")

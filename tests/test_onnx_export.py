@@ -1,0 +1,127 @@
+"""The ONNX export (newstagger.onnx_export) and the backends that run it (newstagger.runtime): the onnx
+backend needs neither torch nor transformers, gives the torch backend's results, and every backend gives an
+article the same result alone, in any batch, or after a resume."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from newstagger.data import load_articles
+from newstagger.onnx_export import ExportError, export_onnx
+from newstagger.predictor import ArticleError, Predictor
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(tiny_model_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx") / "model"
+    shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns("onnx"))
+    export_onnx(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def articles(root):
+    return load_articles(root / "data" / "test.jsonl").articles[:30]
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_export_is_written_by_export_only(onnx_dir, tiny_model_dir):
+    manifest = json.loads((onnx_dir / "onnx" / "manifest.json").read_text())
+    assert {manifest["encoder"], manifest["heads"]} <= {p.name for p in (onnx_dir / "onnx").iterdir()}
+    assert len(manifest["weights_sha256"]) == 64 and manifest["encoder_micro_batch"] == 1
+    before = snapshot(onnx_dir)
+    Predictor.from_pretrained(onnx_dir, backend="onnx").predict("One paragraph.\n\nAnother one.")
+    assert snapshot(onnx_dir) == before  # loading and tagging write nothing into the model folder
+
+
+def test_onnx_backend_gives_the_torch_results(onnx_dir, articles):
+    torch_p = Predictor.from_pretrained(onnx_dir, backend="torch")
+    onnx_p = Predictor.from_pretrained(onnx_dir, backend="onnx")
+    assert onnx_p.labels == torch_p.labels and onnx_p.model is None
+    for want, got in zip(torch_p.predict_batch(articles), onnx_p.predict_batch(articles)):
+        assert np.allclose(list(want.topic_scores.values()), list(got.topic_scores.values()), atol=0.02)
+        assert np.allclose(want.paragraph_scores, got.paragraph_scores, atol=0.02)
+    # the same limits and the same errors
+    for bad in ("", {"title": 5, "text": "x"}, ["ok", 3], "x" * 60_000):
+        errors = []
+        for p in (torch_p, onnx_p):
+            with pytest.raises(ArticleError) as info:
+                p.predict(bad)
+            errors.append(str(info.value))
+        assert errors[0] == errors[1]
+
+
+@pytest.mark.parametrize("backend", ["int8", "onnx"])
+def test_an_articles_result_does_not_depend_on_its_neighbours(onnx_dir, articles, backend):
+    predictor = Predictor.from_pretrained(onnx_dir, backend=backend, paragraphs_per_pass=64)
+    alone = [predictor.score([a])[0] for a in articles]
+    runs = {"all at once": predictor.score(articles),
+            "reversed": predictor.score(articles[::-1])[::-1],
+            "resumed at 11": predictor.score(articles[:11]) + predictor.score(articles[11:]),
+            "in fives": [s for i in range(0, len(articles), 5) for s in predictor.score(articles[i:i + 5])]}
+    for name, scored in runs.items():
+        for (t1, b1, _), (t2, b2, _) in zip(alone, scored):
+            assert np.abs(t1 - t2).max() < 1e-3 and np.abs(b1 - b2).max() < 1e-3, name
+    for together, one in zip(predictor.predict_batch(articles), [predictor.predict(a) for a in articles]):
+        assert together.topics == one.topics and together.boilerplate == one.boilerplate
+        assert together.evidence == one.evidence
+
+
+def test_per_batch_activation_scales_would_break_invariance(onnx_dir, articles):
+    """The invariance test above can fail: the same graph run with chunks batched together (activation
+    scales shared by the micro-batch, as dynamic quantization does) moves scores."""
+    from newstagger.runtime import OnnxEncoder
+
+    predictor = Predictor.from_pretrained(onnx_dir, backend="onnx")
+    alone = np.concatenate([predictor.score([a])[0][1] for a in articles])
+    predictor.engine.encode = OnnxEncoder(onnx_dir / "onnx" / "encoder-int8.onnx", {}, 1, micro_batch=64)
+    batched = np.concatenate([s[1] for s in predictor.score(articles)])
+    assert np.abs(alone - batched).max() > 1e-6
+
+
+BLOCK = """
+import json, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from newstagger import Predictor
+predictor = Predictor.from_pretrained(sys.argv[1], backend="onnx")
+record = predictor.predict({"id": "a", "title": "Talks", "text": "Ministers met.\\n\\nSubscribe now."}).to_record()
+print(json.dumps({"record": record, "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))}))
+"""
+
+
+def test_the_onnx_backend_runs_without_torch_or_transformers(onnx_dir):
+    out = subprocess.run([sys.executable, "-c", BLOCK, str(onnx_dir)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["modules"] == []
+    want = Predictor.from_pretrained(onnx_dir, backend="onnx").predict(
+        {"id": "a", "title": "Talks", "text": "Ministers met.\n\nSubscribe now."}).to_record()
+    assert result["record"] == json.loads(json.dumps(want))
+
+
+def test_a_missing_or_stale_export_is_refused(onnx_dir, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(onnx_dir, bare, ignore=shutil.ignore_patterns("onnx"))
+    with pytest.raises(ExportError, match="no ONNX export of this model: run `newstagger export --onnx"):
+        Predictor.from_pretrained(bare, backend="onnx")
+    stale = tmp_path / "stale"
+    shutil.copytree(onnx_dir, stale)
+    with open(stale / "model.safetensors", "r+b") as f:  # other weights, same size
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\x00\x00\x80\x3f")
+    for backend in ("onnx", "int8"):
+        with pytest.raises(ExportError, match="built from other weights"):
+            Predictor.from_pretrained(stale, backend=backend)

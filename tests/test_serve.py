@@ -1,0 +1,119 @@
+"""The HTTP service (newstagger.serve), started for real on a free loopback port."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from newstagger.predictor import Predictor
+
+ARTICLE = {"id": "a1", "title": "Talks resume", "paragraphs": ["Ministers met in Oslo on Monday.",
+                                                              "They agreed to meet again.", "Subscribe to our newsletter."]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base, path, body=None, raw: bytes | None = None, timeout=120):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newstagger.serve", "--model", str(tiny_model_dir), "--backend", "torch",
+         "--port", str(port), "--max-articles", "20", "--max-body-bytes", "200000", "--num-threads", "1"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited: {process.stdout.read()[-3000:]}")
+        try:
+            if call(base, "/health", timeout=5)[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("server did not start")
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def local(tiny_model_dir):
+    return Predictor.from_pretrained(tiny_model_dir)
+
+
+def test_one_article_and_a_list_give_the_predictors_records(server, local):
+    status, record = call(server, "/tag", ARTICLE)
+    assert status == 200 and record == json.loads(json.dumps(local.predict(ARTICLE).to_record()))
+    texts = ["First story.\n\nSecond paragraph.", {"text": "Another story."}, ["A list", "of paragraphs"]]
+    status, records = call(server, "/tag", texts)
+    assert status == 200 and len(records) == 3
+    assert records[1] == json.loads(json.dumps(local.predict({"text": "Another story."}).to_record()))
+    assert records[2]["paragraphs"][1]["index"] == 1
+
+
+@pytest.mark.parametrize("raw, status, message", [
+    (b"{not json", 400, "body: not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "body: not valid JSON"),
+    (b"", 400, "body: not valid JSON"),
+    (b"\xff\xfe", 400, "body: not valid JSON"),
+    (b"42", 422, "body: expected an article"),
+    (b"null", 422, "body: expected an article"),
+    (b"[]", 422, "body: an empty list"),
+    (b'""', 422, "paragraphs: the article has no non-empty paragraph"),
+    (b'{"text": 5}', 422, "text: expected a text or a list"),
+    (b'{"id": "x"}', 422, "text: missing"),
+    (b'{"paragraphs": ["ok", 3]}', 422, "paragraphs: expected a list of strings"),
+    (b'[{"text": "fine"}, {"title": 7, "text": "x"}]', 422, "article 1: title: expected a string"),
+    (json.dumps({"text": "x" * 60_000}).encode(), 422, "over the limit of 50000"),
+    (json.dumps([{"text": "a"}] * 21).encode(), 413, "21 articles, over the limit of 20"),
+    (json.dumps({"text": "x " * 150_000}).encode(), 413, "over the limit of 200000"),
+])
+def test_bad_input_gets_a_clear_4xx(server, raw, status, message):
+    got, body = call(server, "/tag", raw=raw)
+    assert got == status and message in body["detail"]
+
+
+def test_concurrent_requests_get_the_sequential_results(server, root):
+    from newstagger.data import load_articles
+
+    articles = [a.to_record() for a in load_articles(root / "data" / "test.jsonl").articles[:24]]
+    sequential = [call(server, "/tag", a)[1] for a in articles]
+    with ThreadPoolExecutor(16) as pool:
+        concurrent = list(pool.map(lambda a: call(server, "/tag", a)[1], articles * 2))
+    for got, want in zip(concurrent, sequential * 2):  # batched with other requests: the same answer
+        assert got["id"] == want["id"] and got["topics"] == want["topics"] and got["evidence"] == want["evidence"]
+        assert [p["boilerplate"] for p in got["paragraphs"]] == [p["boilerplate"] for p in want["paragraphs"]]
+        assert max(abs(got["topic_scores"][k] - want["topic_scores"][k]) for k in want["topic_scores"]) < 1e-4
+        assert max(abs(p["score"] - q["score"]) for p, q in zip(got["paragraphs"], want["paragraphs"])) < 1e-4
+
+
+def test_health_metadata_and_docs(server):
+    assert call(server, "/health") == (200, {"status": "ok", "backend": "torch"})
+    status, meta = call(server, "/metadata")
+    assert status == 200 and meta["labels"] == ["diplomacy", "sanctions", "press_freedom"]
+    assert set(meta["topic_thresholds"]) == set(meta["labels"]) and "torch" in meta["versions"]
+    status, spec = call(server, "/openapi.json")
+    assert status == 200 and "/tag" in spec["paths"] and "requestBody" in spec["paths"]["/tag"]["post"]
