@@ -169,6 +169,11 @@ def _limits(args):
 def run_tag(args) -> int:
     from .batch import TagOptions, tag
 
+    if args.quiet:  # no bar at all, transformers' "Loading weights" included (this process only runs the CLI)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
     options = TagOptions(
         model=args.model, inputs=args.inputs, output=args.output, engine=args.engine, resume=args.resume,
         overwrite=args.overwrite, pretty=args.pretty, columns=_columns(args), limits=_limits(args),
