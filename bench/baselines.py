@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     rows["justext"] = (None, boilerplate_report(bp_true, justext_flags(evaluation), 0.5))
     if (Path(args.model) / "config.json").exists():
         from newstagger.predictor import Predictor
-        from newstagger.training import evaluate_articles
+        from newstagger.metrics import evaluate_articles
 
         report = evaluate_articles(Predictor.from_pretrained(args.model), evaluation)
         rows["newstagger"] = (report["topics"], report["boilerplate"])

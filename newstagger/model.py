@@ -112,10 +112,23 @@ def relation_features(vectors: torch.Tensor, segment_mask: torch.Tensor) -> torc
     count = segment_mask[:, 1:].sum(1, keepdim=True).float()  # [B, 1]
     others = (paragraphs.sum(1, keepdim=True) - paragraphs) / (count - 1).clamp(min=1).unsqueeze(-1)
     to_rest = (n * others).sum(-1)
-    prev = torch.zeros_like(n)
-    prev[:, 2:] = n[:, 1:-1]  # paragraph i's previous paragraph (the title is no paragraph's neighbour)
-    nxt = torch.zeros_like(n)
-    nxt[:, 1:-1] = paragraphs[:, 2:]
+    # Neighbours are the nearest *present* paragraphs: an empty paragraph (a scraper artefact, kept at its
+    # index but not encoded) must not make its neighbours look isolated. As [S, S] masks, so it exports to ONNX.
+    slots = n.shape[1]
+    index = torch.arange(slots, device=n.device)
+    is_paragraph = segment_mask & (index > 0)  # [B, S]
+    before = (index[None, :] < index[:, None])  # [S(i), S(j)]: j before i
+    candidates = is_paragraph[:, None, :] & before[None]  # [B, i, j]
+    prev_index = ((index + 1) * candidates).amax(-1) - 1  # -1: none
+    candidates = is_paragraph[:, None, :] & before.T[None]
+    next_index = slots - ((slots - index) * candidates).amax(-1)  # slots: none
+
+    def at(where, valid):  # the unit vector of slot where[b, i], zero where not valid
+        picked = torch.gather(n, 1, where.clamp(0, slots - 1).unsqueeze(-1).expand_as(n))
+        return picked * valid.unsqueeze(-1)
+
+    prev = at(prev_index, (prev_index >= 1) & is_paragraph)
+    nxt = at(next_index, (next_index < slots) & is_paragraph)
     to_prev, to_next = (n * prev).sum(-1), (n * nxt).sum(-1)
     feats = torch.stack([to_title, to_rest, to_prev, to_next, has_title.expand_as(to_title)], dim=-1)
     return feats * segment_mask.unsqueeze(-1)

@@ -1,6 +1,8 @@
 """Checks of the trained default model (runs/default, made by `make run`; .ci/run runs it first).
 
-Skipped with a message when runs/default or ../shared is absent.
+Besides the seed article and the examples: one article of our own for each kind of fault issue 8 names
+(tests/data/kinds.jsonl), and the failure cases in ../shared/cases read by path. Skipped with a message when
+runs/default or ../shared is absent.
 """
 
 import json
@@ -54,7 +56,7 @@ def test_int8_stays_within_0_01_f1_of_fp32_on_real_news(default_model, real_dev)
     import numpy as np
 
     from newstagger.data import load_articles
-    from newstagger.training import evaluate_articles, score_split
+    from newstagger.metrics import evaluate_articles, score_split
 
     articles = load_articles(real_dev).articles
     int8_predictor = Predictor.from_pretrained(MODEL, backend="int8")
@@ -66,3 +68,42 @@ def test_int8_stays_within_0_01_f1_of_fp32_on_real_news(default_model, real_dev)
     topic_agreement = np.mean((t32 >= default_model.thresholds) == (t8 >= default_model.thresholds))
     flag_agreement = np.mean((b32 >= default_model.boilerplate_threshold) == (b8 >= default_model.boilerplate_threshold))
     assert topic_agreement >= 0.98 and flag_agreement >= 0.99, (topic_agreement, flag_agreement)
+
+
+KINDS = [json.loads(line) for line in (ROOT / "tests" / "data" / "kinds.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("article", KINDS, ids=[k["id"] for k in KINDS])
+def test_each_kind_of_real_page_structure(default_model, article):
+    """Subheads, lists, table rows, lead-ins, captions and update notes stay content; prose pitches and
+    related lists in question form are flagged; a passing line carries no topic; a page of furniture gets
+    none. Articles written for this test, one per kind."""
+    result = default_model.predict({"title": article["title"], "paragraphs": article["paragraphs"]})
+    assert [int(f) for f in result.boilerplate] == article["boilerplate"], (article["kind"], result.paragraph_scores)
+    assert sorted(result.topics) == sorted(article["topics"]), (article["kind"], result.topic_scores)
+    for label, evidence in result.evidence.items():  # every tagged topic rests on content paragraphs
+        assert evidence and not any(result.boilerplate[i] for i in evidence)
+
+
+CASES = SHARED / "cases"
+
+
+def _case_articles():
+    if not CASES.exists():
+        return []
+    found = []
+    for path in sorted(CASES.iterdir()):
+        if path.suffix == ".txt":
+            found.append((path.stem, [line.strip() for line in path.read_text().splitlines() if line.strip()]))
+        elif path.suffix == ".jsonl":
+            found += [(path.stem, json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return found
+
+
+@pytest.mark.parametrize("name, article", _case_articles() or [pytest.param(None, None, marks=pytest.mark.skip(
+    reason=f"{CASES} is absent (../shared not beside the checkout)"))])
+def test_failure_cases_in_shared(default_model, name, article):
+    expected = json.loads((CASES / f"{name}.expect.json").read_text())
+    result = default_model.predict(article)
+    assert [int(f) for f in result.boilerplate] == expected["boilerplate"], (name, result.paragraph_scores)
+    assert sorted(result.topics) == sorted(expected["topics"]), (name, result.topic_scores)

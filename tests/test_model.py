@@ -168,6 +168,10 @@ def test_relation_features_are_cosines_to_title_rest_and_neighbours():
     assert f[2, 2] == pytest.approx(0.0) and f[2, 3] == pytest.approx(0.7071, abs=1e-3)  # previous, next
     assert f[1, 2] == 0 and f[3, 3] == 0  # the first paragraph has no previous, the last no next
     assert torch.all(f[4] == 0) and torch.all(f[:4, 4] == 1)  # padding; has a title
+    # an empty paragraph between two others (slot 2 left out of the mask) is skipped: 1 and 3 are neighbours
+    holed = relation_features(v, torch.tensor([[True, True, False, True, False]]))[0]
+    assert holed[1, 3] == pytest.approx(0.7071, abs=1e-3) and holed[3, 2] == pytest.approx(0.7071, abs=1e-3)
+    assert torch.all(holed[2] == 0)
 
 
 def test_partial_labels_count_only_what_a_record_labels(model, tokenizer):
