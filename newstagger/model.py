@@ -249,7 +249,8 @@ class NewsTaggerModel(PreTrainedModel):
     def pool_segments(sums: torch.Tensor, counts: torch.Tensor, chunk_segment: torch.Tensor,
                       shape: tuple[int, int]) -> torch.Tensor:
         """Mean-pooled vector per segment [articles, segments, hidden] from per-chunk token sums and counts,
-        pooling all chunks of a long paragraph."""
+        pooling all chunks of a long paragraph (the torch twin of newstagger.packing.pool_segments, kept
+        in torch so that gradients reach the encoder in training)."""
         batch, n_segments = shape
         seg_sum = sums.new_zeros((batch * n_segments, sums.shape[1])).index_add(0, chunk_segment, sums)
         seg_count = counts.new_zeros(batch * n_segments).index_add(0, chunk_segment, counts)
@@ -358,25 +359,6 @@ class NewsTaggerModel(PreTrainedModel):
         return total
 
 
-def segment_layout(articles) -> tuple[list[str], list[int], int]:
-    """The texts to encode and their slots: (texts, flat slot index b * n_slots + i, n_slots).
-
-    Slot 0 of article b is its title, slot i its paragraph i (1-based), so output index i - 1 is always
-    input paragraph i - 1. An empty title or an empty or whitespace-only paragraph takes no text: its slot
-    stays out of ``segment_mask`` (the Predictor flags such a paragraph as boilerplate)."""
-    n_slots = 1 + max(len(a.paragraphs) for a in articles)
-    texts, owners = [], []
-    for b, article in enumerate(articles):
-        if article.title.strip():
-            texts.append(article.title)
-            owners.append(b * n_slots)
-        for i, paragraph in enumerate(article.paragraphs, start=1):
-            if paragraph.strip():
-                texts.append(paragraph)
-                owners.append(b * n_slots + i)
-    return texts, owners, n_slots
-
-
 def label_tensors(articles, labels: Sequence[str], n_slots: int) -> dict:
     """Partial labels: ``boilerplate_labels`` [articles, n_slots - 1] (-100 where unknown or padding),
     ``topic_labels`` [articles, labels] and ``topic_mask`` [articles] (false where topics are unknown)."""
@@ -395,54 +377,44 @@ def label_tensors(articles, labels: Sequence[str], n_slots: int) -> dict:
     return {"boilerplate_labels": bp, "topic_labels": topics, "topic_mask": topic_mask}
 
 
-def _segment_mask(n_articles: int, n_slots: int, owners: list[int]) -> torch.Tensor:
-    mask = torch.zeros((n_articles, n_slots), dtype=torch.bool)
-    if owners:
-        mask.view(-1)[torch.tensor(owners)] = True
-    return mask
+def _packer(tokenizer):
+    """The torch-free packer (newstagger.packing) for a transformers tokenizer, made once per tokenizer."""
+    from .packing import ParagraphTokenizer
+
+    if isinstance(tokenizer, ParagraphTokenizer):
+        return tokenizer
+    if getattr(tokenizer, "_newstagger_packer", None) is None:
+        tokenizer._newstagger_packer = ParagraphTokenizer.from_transformers(tokenizer)
+    return tokenizer._newstagger_packer
 
 
 def pack_articles(tokenizer, articles, labels: Sequence[str] | None = None,
                   max_paragraph_tokens: int = 256) -> dict:
-    """Tokenize a batch of articles (newstagger.data.Article) into the model's token inputs.
+    """Token inputs for the model as torch tensors: newstagger.packing's layout and chunking (the same as
+    every Predictor backend's), plus label tensors when ``labels`` is given (see label_tensors).
 
-    Every title and paragraph becomes one or more chunks of at most ``max_paragraph_tokens`` tokens
-    (special tokens included); ``chunk_segment`` [chunks] says which article slot each chunk belongs to
-    (see segment_layout). No article is ever truncated. With ``labels``, label tensors are added.
-    """
-    texts, owners, n_slots = segment_layout(articles)
-    body = max_paragraph_tokens - 2
-    encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"] if texts else []
-    chunks, chunk_segment = [], []
-    for ids, owner in zip(encoded, owners):
-        pieces = [ids[i:i + body] for i in range(0, len(ids), body)] or [[]]
-        for piece in pieces:
-            chunks.append([tokenizer.cls_token_id, *piece, tokenizer.sep_token_id])
-            chunk_segment.append(owner)
-    width = max((len(c) for c in chunks), default=2)
-    input_ids = torch.full((len(chunks), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(chunks), width), dtype=torch.long)
-    for row, chunk in enumerate(chunks):
-        input_ids[row, :len(chunk)] = torch.tensor(chunk)
-        attention_mask[row, :len(chunk)] = 1
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-             "chunk_segment": torch.tensor(chunk_segment, dtype=torch.long),
-             "segment_mask": _segment_mask(len(articles), n_slots, owners)}
+    ``input_ids``, ``attention_mask`` [chunks, tokens], ``chunk_segment`` [chunks] and ``segment_mask``
+    [articles, 1 + max paragraphs] (slot 0 the title, slot i paragraph i; no article is ever truncated)."""
+    packed = _packer(tokenizer).pack(articles, max_paragraph_tokens)
+    batch = {name: torch.from_numpy(value) for name, value in packed.as_dict().items()}
     if labels is not None:
-        batch.update(label_tensors(articles, labels, n_slots))
+        batch.update(label_tensors(articles, labels, batch["segment_mask"].shape[1]))
     return batch
 
 
 def pack_vectors(vectors_of, articles, labels: Sequence[str] | None = None) -> dict:
     """Like pack_articles, but with precomputed segment vectors: ``vectors_of(texts)`` returns
     [len(texts), hidden] (a frozen encoder's cache, see newstagger.vectors)."""
-    texts, owners, n_slots = segment_layout(articles)
+    from .packing import layout
+
+    texts, owners, n_slots = layout(articles)
     found = vectors_of(texts)
     vectors = torch.zeros((len(articles) * n_slots, found.shape[1]), dtype=torch.float32)
+    mask = torch.zeros(len(articles) * n_slots, dtype=torch.bool)
     if owners:
         vectors[torch.tensor(owners)] = found
-    batch = {"segment_vectors": vectors.view(len(articles), n_slots, -1),
-             "segment_mask": _segment_mask(len(articles), n_slots, owners)}
+        mask[torch.tensor(owners)] = True
+    batch = {"segment_vectors": vectors.view(len(articles), n_slots, -1), "segment_mask": mask.view(len(articles), n_slots)}
     if labels is not None:
         batch.update(label_tensors(articles, labels, n_slots))
     return batch

@@ -8,7 +8,7 @@ alone, so that the ONNX backend runs without torch or transformers and all backe
     packed.input_ids        # [chunks, tokens] int64, each chunk [CLS] piece [SEP], padded with [PAD]
     packed.segment_mask     # [articles, 1 + max paragraphs] bool: slot 0 the title, slot i paragraph i
 
-The layout is model.segment_layout's: an empty title or an empty or whitespace-only paragraph keeps its
+The one layout of the project (model.pack_articles packs through it too): an empty title or an empty or whitespace-only paragraph keeps its
 slot but takes no text, so output paragraph i is always input paragraph i.
 """
 
