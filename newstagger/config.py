@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,7 @@ def _parser(cls):
 
     class Parser(HfArgumentParser):
         def error(self, message):  # argparse would print usage and exit; a library raises
+            message = re.sub(r"(\w+)/--[\w-]+", r"\1", message)  # "batch_size/--batch-size": one name
             raise ConfigError(message.replace("argument --", "config key "))
 
     return Parser(cls)
@@ -211,7 +213,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if key in values:
             dicts[key] = values.pop(key)
     list_fields = {k for k, hint in typing.get_type_hints(TrainingConfig).items() if str(hint).startswith("list")}
-    (config,) = _parser(TrainingConfig).parse_args_into_dataclasses(_as_argv(values, list_fields))
+    empty_lists = [k for k in list_fields if values.get(k) == []]  # argparse has no way to say "no items"
+    (config,) = _parser(TrainingConfig).parse_args_into_dataclasses(
+        _as_argv({k: v for k, v in values.items() if k not in empty_lists}, list_fields))
+    for key in empty_lists:
+        setattr(config, key, [])
     hints = typing.get_type_hints(TrainingConfig)  # (HfArgumentParser rewrites the fields' own .type)
     for key in [k for k, v in values.items() if v is None]:  # an explicit null
         if "None" not in str(hints[key]):

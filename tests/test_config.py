@@ -18,6 +18,7 @@ def test_overrides_are_typed(default):
     assert config.labels == ["diplomacy"] and config.test_file is None
     assert load_config(default, ["labels=a,b"]).labels == ["a", "b"]
     assert load_config(default, ["labels=[a, b, c]"]).labels == ["a", "b", "c"]
+    assert load_config(default, ["labels=[]"]).labels == []  # inferred from the training data
 
 
 @pytest.mark.parametrize("override, words", [
