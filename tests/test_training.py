@@ -131,9 +131,9 @@ def _corpus_variant(tmp_path, name, change, n=60, split="train"):
 
 
 def _new_labels(record):
-    """Four labels of our own: the three topics renamed, plus 'other' for articles without one."""
+    """One label per article from four of our own: the first topic renamed, or 'other' without one."""
     names = {"diplomacy": "talks", "sanctions": "embargo", "press_freedom": "media"}
-    record["topics"] = [names[t] for t in record["topics"]] or ["other"]
+    record["topics"] = [names[t] for t in record["topics"]][:1] or ["other"]
     return record
 
 
@@ -164,6 +164,7 @@ def test_flags_only_corpus_trains_the_boilerplate_head(tmp_path):
         return record
 
     config = tiny_config(tmp_path, max_steps=4, train_file=str(_corpus_variant(tmp_path, "flags", flags_only)),
+                         validation_file=str(_corpus_variant(tmp_path, "flags", flags_only, 30, "validation")),
                          labels="[diplomacy]", test_file="null")
     os.chdir(ROOT)
     report = json.loads((train(config) / "eval_report.json").read_text())
@@ -181,7 +182,9 @@ def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path):
     report = json.loads((folder / "eval_report.json").read_text())["validation"]["topics"]
     assert 0 <= report["accuracy"] <= 1 and len(report["confusion"]) == 4
     assert sum(map(sum, report["confusion"])) == 30
-    assert len(Predictor.from_pretrained(folder).predict("Ministers met.\n\nThey talked.").topics) == 1
+    predictor = Predictor.from_pretrained(folder)
+    predictor.boilerplate_threshold = 1.0  # (a 4-step tiny model flags everything; with no content, no topic)
+    assert len(predictor.predict("Ministers met.\n\nThey talked.").topics) == 1
 
 
 def test_no_validation_file_carves_a_stratified_split(tmp_path, caplog):
