@@ -25,7 +25,7 @@ import numpy as np
 from .inputs import Article, ArticleError, Limits, as_article, split_paragraphs  # noqa: F401 (re-exported)
 from .model_folder import read_model_folder, weights_digest
 from .packing import ParagraphTokenizer, pool_segments
-from .runtime import BACKENDS, Backend, load_backend, torch_backend
+from .runtime import BACKENDS, DEFAULT_MICRO_BATCH, Backend, load_backend, torch_backend
 
 
 @dataclass
@@ -101,10 +101,11 @@ class Predictor:
         self.evidence_per_topic = evidence_per_topic
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, backend: str = "torch", batch_size: int = 32,
+    def from_pretrained(cls, path: str | Path, backend: str = "torch", batch_size: int | None = None,
                         num_threads: int | None = None, device: str = "cpu", **kwargs) -> "Predictor":
         """Load a model folder (checked first: newstagger.model_folder) with one of BACKENDS.
 
+        ``batch_size``: paragraph chunks per encoder call (default: the backend's, runtime.DEFAULT_MICRO_BATCH).
         ``num_threads``: CPU threads (torch's process-wide count is set only when given; ONNX Runtime's
         are this Predictor's, default all cores). ``device``: cpu, cuda or cuda:N (torch and onnx).
         Raises ModelFolderError for a folder that cannot be used, ExportError when backend "onnx" finds
@@ -117,7 +118,8 @@ class Predictor:
         digest = weights_digest(folder) if backend != "torch" else ""
         engine = load_backend(folder, backend, digest, micro_batch=batch_size, threads=num_threads, device=device)
         config = engine.model.config if engine.model is not None else folder_config
-        return cls(None, tokenizer, batch_size=batch_size, device=device, backend=engine, config=config, **kwargs)
+        return cls(None, tokenizer, batch_size=batch_size or DEFAULT_MICRO_BATCH[backend], device=device,
+                   backend=engine, config=config, **kwargs)
 
     # Thresholds live in the model's config (saved in config.json): training tunes them through here.
     @property

@@ -51,7 +51,7 @@ class ServeOptions:
     workers: int = 1  # processes, each with its own Predictor
     device: str = "cpu"
     num_threads: int | None = None  # CPU threads per worker's Predictor (default: all cores)
-    batch_size: int = 32  # encoder micro-batch (paragraph chunks per encoder call)
+    batch_size: int | None = None  # encoder micro-batch (paragraph chunks per encoder call; default: the backend's)
     max_batch: int = 64  # articles per Predictor call
     batch_wait_ms: float = 5.0  # how long the batcher waits for more articles after the first
     max_queue: int = 4096  # articles waiting at most; beyond: 503
