@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from .inputs import (SOURCE_FIELDS, STDIN, Article, ArticleError, Columns, InputError, Limits, Position,
                      check_inputs, is_uri, iter_articles)
+from .runtime import BACKENDS
 
 DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are sorted and batched together
 DEFAULT_BATCH_SIZE = 32  # encoder micro-batch: paragraph chunks per encoder call
@@ -81,12 +82,10 @@ class TagOptions:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1, not {value!r}")
         if self.engine not in ("local", "ray"):
             raise InputError(f"--engine must be local or ray, not {self.engine!r}")
-        if self.backend not in ("torch", "int8"):
-            raise InputError(f"--backend must be torch or int8, not {self.backend!r}")
+        if self.backend not in BACKENDS:
+            raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.device.split(":")[0] not in DEVICES:
             raise InputError(f"--device must be cpu, cuda, cuda:N or auto, not {self.device!r}")
-        if self.backend == "int8" and self.device.startswith("cuda"):
-            raise InputError("--backend int8 runs on the CPU; use --device cpu (or the torch backend on a GPU)")
         if self.resume and self.overwrite:
             raise InputError("--resume and --overwrite contradict each other")
         if self.site_repeat and self.site_repeat_min < 2:
@@ -138,37 +137,8 @@ class RunSummary:
 
 
 # ---------------------------------------------------------------------------------------------
-# The model on a device, and tagging one chunk
+# The Predictor of a run
 # ---------------------------------------------------------------------------------------------
-
-
-class OnDevice:
-    """Wraps a NewsTaggerModel so that the Predictor (which packs batches on the CPU) runs it on a device:
-    inputs go to the device, outputs come back to the CPU."""
-
-    def __init__(self, model, device):
-        import torch
-
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.config = model.config
-
-    def eval(self):
-        self.model.eval()
-        return self
-
-    def __getattr__(self, name):  # topic_probabilities and the like
-        return getattr(self.model, name)
-
-    def __call__(self, **batch):
-        import torch
-
-        moved = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        out = self.model(**moved)
-        for key, value in list(out.items()):
-            if isinstance(value, torch.Tensor):
-                out[key] = value.cpu()
-        return out
 
 
 def resolve_device(device: str) -> str:
@@ -194,30 +164,10 @@ def load_predictor(model, *, backend: str = "torch", batch_size: int = DEFAULT_B
         raise InputError(f"{folder}: not a model folder (no config.json); train one with newstagger train")
     device = resolve_device(device)
     try:
-        predictor = Predictor.from_pretrained(folder, backend=backend, batch_size=batch_size,
-                                              num_threads=num_threads, limits=limits)
+        return Predictor.from_pretrained(folder, backend=backend, batch_size=batch_size, num_threads=num_threads,
+                                         device=device, limits=limits)
     except Exception as e:  # a damaged folder, an unknown backend, a missing optional dependency...
         raise InputError(f"{folder}: cannot load the model ({type(e).__name__}: {e})") from e
-    if device != "cpu":
-        predictor.model = OnDevice(predictor.model, device)
-    return predictor
-
-
-def tag_articles(predictor, articles: Sequence[Article]) -> list:
-    """A TaggingResult or an ArticleError for each article, in order. One batch call; if something the
-    article checks did not foresee breaks it, the articles are tagged one by one so only the culprit fails."""
-    if not articles:
-        return []
-    try:
-        return predictor.predict_batch_safe(list(articles))
-    except Exception:
-        results = []
-        for article in articles:
-            try:
-                results.extend(predictor.predict_batch_safe([article]))
-            except Exception as e:
-                results.append(ArticleError(f"article: cannot be tagged ({type(e).__name__}: {e})"))
-        return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,7 +511,7 @@ def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummar
             if not chunk:
                 break
             readable = [a for _, a in chunk if not isinstance(a, ArticleError)]
-            tagged = iter(tag_articles(predictor, readable))
+            tagged = iter(predictor.predict_batch_safe(readable))  # one result or ArticleError each
             for position, item in chunk:
                 outcome = item if isinstance(item, ArticleError) else next(tagged)
                 if isinstance(outcome, ArticleError):

@@ -4,10 +4,11 @@
     newstagger tag      --model runs/default INPUT... [-o OUT] [--engine local|ray]    -> newstagger.batch
     newstagger evaluate --model runs/default --data FILE [--json]                     -> newstagger.evaluate
     newstagger check    FILE... [--labels a,b]                                        -> newstagger.data
-    newstagger export   --model runs/default                                          -> newstagger.quantize
+    newstagger export   --model runs/default                                          -> newstagger.onnx_export
+    newstagger serve    --model runs/default [--port 8000]                            -> newstagger.serve
 
-Each subcommand builds one options object (TagOptions, EvaluateOptions, a TrainingConfig) and hands it
-on. Exit codes live here, and only here (EXIT_*); train.py and predict.py are thin shims over main().
+Each subcommand builds one options object (TagOptions, EvaluateOptions, ServeOptions, a TrainingConfig) and
+hands it on. Exit codes live here, and only here (EXIT_*); train.py and predict.py are thin shims over main().
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def _limits_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default %(default)s)")
 
 
-def _runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("torch", "int8"), default="torch",
-                        help="int8: ONNX Runtime int8 encoder, about 2x faster on a CPU (default %(default)s)")
+def _runtime_arguments(parser: argparse.ArgumentParser, backend: str = "torch") -> None:
+    parser.add_argument("--backend", choices=("torch", "int8", "onnx"), default=backend,
+                        help="torch: fp32; int8: ONNX Runtime int8 encoder, about 2x faster on a CPU; onnx: the "
+                             "folder's ONNX export (newstagger export) (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (cuda when there is one) (default %(default)s)")
     parser.add_argument("--num-threads", type=int, default=None,
                         help="torch CPU threads per Predictor (default: torch's choice; on Ray: 1 per actor)")
@@ -141,11 +143,30 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="stop at the first bad record")
     _columns_arguments(check, labels=True)
 
-    export = commands.add_parser("export", help="write a model's int8 ONNX encoder", formatter_class=_Formatter,
+    export = commands.add_parser("export", help="write a model's ONNX export", formatter_class=_Formatter,
                                  epilog=EXIT_CODES_HELP,
-                                 description="Write the int8 ONNX encoder into the model folder (onnx/), so\n"
-                                             "--backend int8 starts at once.")
+                                 description="Write the ONNX export (int8 encoder, fp32 heads) into the model folder\n"
+                                             "(onnx/), for --backend onnx and a quick start of --backend int8.")
     export.add_argument("--model", required=True, help="saved model folder")
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP", formatter_class=_Formatter,
+                                epilog=EXIT_CODES_HELP,
+                                description="Serve a model over HTTP (newstagger.serve): concurrent requests are\n"
+                                            "micro-batched into Predictor calls.")
+    serve.add_argument("--model", required=True, help="saved model folder")
+    serve.add_argument("--host", default="127.0.0.1", help="(default %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="(default %(default)s)")
+    serve.add_argument("--workers", type=int, default=1, help="processes, each with its own Predictor "
+                                                              "(default %(default)s)")
+    serve.add_argument("--max-batch", type=int, default=64, help="articles per Predictor call (default %(default)s)")
+    serve.add_argument("--batch-wait-ms", type=float, default=5.0,
+                       help="how long a batch waits for more articles (default %(default)s)")
+    serve.add_argument("--max-queue", type=int, default=4096, help="articles waiting at most (default %(default)s)")
+    serve.add_argument("--max-articles", type=int, default=256, help="articles per request (default %(default)s)")
+    serve.add_argument("--max-body-bytes", type=int, default=8 << 20, help="(default %(default)s)")
+    serve.add_argument("--timeout-s", type=float, default=60.0, help="(default %(default)s)")
+    _runtime_arguments(serve, backend="onnx")
+    _limits_arguments(serve)
     return parser
 
 
@@ -235,11 +256,23 @@ def run_check(args) -> int:
 
 def run_export(args) -> int:
     from .inputs import InputError
-    from .quantize import main as export_int8
+    from .onnx_export import export_onnx
 
     if not (Path(args.model) / "config.json").is_file():
         raise InputError(f"{args.model}: not a model folder (no config.json)")
-    return export_int8(["--model", args.model])
+    print(export_onnx(args.model))
+    return EXIT_OK
+
+
+def run_serve(args) -> int:
+    from .serve import ServeOptions, serve
+
+    options = ServeOptions(
+        model=args.model, backend=args.backend, host=args.host, port=args.port, workers=args.workers,
+        device=args.device, num_threads=args.num_threads, batch_size=args.batch_size, max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue, max_articles=args.max_articles,
+        max_body_bytes=args.max_body_bytes, timeout_s=args.timeout_s, limits=_limits(args))
+    return serve(options)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -278,7 +311,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "newstagger") -> int:
 
 def _dispatch(args, extra: list[str], name: str) -> int:
     try:
-        commands = {"tag": run_tag, "evaluate": run_evaluate, "check": run_check, "export": run_export}
+        commands = {"tag": run_tag, "evaluate": run_evaluate, "check": run_check, "export": run_export,
+                    "serve": run_serve}
         return run_train(args, extra) if args.command == "train" else commands[args.command](args)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)

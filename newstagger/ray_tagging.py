@@ -56,8 +56,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("newstagger.ray_tagging needs Ray Data: pip install 'newstagger[ray]' "
                       f"(ray[data]==2.60.0) ({e})") from e
 
-from .batch import (RunSummary, TagOptions, load_predictor, options_record,  # noqa: E402
-                    resolve_device, tag_articles)
+from .batch import RunSummary, TagOptions, load_predictor, options_record, resolve_device  # noqa: E402
 from .inputs import (STDIN, ArticleError, InputError, Limits, Position,  # noqa: E402
                      article_from_record, check_inputs, format_of, input_files, is_uri, read_stream)
 
@@ -147,11 +146,8 @@ class TaggingActor:
     """Ray Data callable class: loads the model once, then tags batches of input rows."""
 
     def __init__(self, model, options: TagOptions):
-        import torch
-
         if isinstance(model, dict):  # {"ref": ObjectRef of {file name: bytes}}: the shipped model folder
             model = _unpack_model(ray.get(model["ref"]))
-        torch.set_num_threads(options.num_threads)
         self.predictor = load_predictor(model, backend=options.backend, batch_size=options.batch_size,
                                         num_threads=options.num_threads, limits=options.limits,
                                         device=options.device)
@@ -161,7 +157,7 @@ class TaggingActor:
         rows = batch.to_pylist()
         items = [self._read(row) for row in rows]
         readable = [i for i, item in enumerate(items) if not isinstance(item, ArticleError)]
-        for i, result in zip(readable, tag_articles(self.predictor, [items[i] for i in readable])):
+        for i, result in zip(readable, self.predictor.predict_batch_safe([items[i] for i in readable])):
             items[i] = result if not isinstance(result, ArticleError) else result.at(None, items[i].id)
         out = []
         for row, item in zip(rows, items):

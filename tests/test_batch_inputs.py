@@ -406,7 +406,8 @@ def test_empty_paragraphs_keep_their_index(predictor, tmp_path):
                       tmp_path)
     assert_tagged(out[0], len(paragraphs))
     assert [p["boilerplate"] for p in out[0]["paragraphs"]][1::2] == [True, True]  # the empty ones
-    assert "" not in out[0]["clean_text"].split("\n\n")
+    content = [paragraphs[p["index"]] for p in out[0]["paragraphs"] if not p["boilerplate"]]
+    assert out[0]["clean_text"] == "\n\n".join(content) and all(c.strip() for c in content)
 
 
 def test_shared_empty_paragraphs_case(predictor, tmp_path):

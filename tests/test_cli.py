@@ -35,7 +35,7 @@ def test_help_lists_the_subcommands_and_the_exit_codes():
     done = subprocess.run([str(SCRIPT), "--help"], capture_output=True, env=ENV, timeout=120)
     assert done.returncode == 0
     out = done.stdout.decode()
-    for command in ("train", "tag", "evaluate", "check", "export"):
+    for command in ("train", "tag", "evaluate", "check", "export", "serve"):
         assert f"    {command}" in out
     for code in ("0  all records tagged", "1  some records failed", "2  usage or input error", "3  crash"):
         assert code in out

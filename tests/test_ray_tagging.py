@@ -17,7 +17,6 @@ pytest.importorskip("ray.data", reason="ray[data] is not installed: pip install 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from newstagger.batch import OnDevice  # noqa: E402
 from newstagger.cli import main as cli_main  # noqa: E402
 from newstagger.inputs import Limits  # noqa: E402
 from newstagger.predictor import ArticleError, Predictor  # noqa: E402
@@ -183,13 +182,3 @@ def test_output_folder_with_other_files_is_refused(tiny_model_dir, corpus, tmp_p
     assert status == 2
     assert "notes.txt" in capsys.readouterr().err
     assert (output / "notes.txt").read_text() == "mine"
-
-
-def test_on_device_wrapper_gives_the_same_results(tiny_model_dir):
-    """--gpu wraps the model in OnDevice; on the CPU device it must change nothing."""
-    articles = [json.loads(line) for line in (ROOT / "data" / "test.jsonl").read_text().splitlines()[:6]]
-    plain = Predictor.from_pretrained(tiny_model_dir)
-    wrapped = Predictor.from_pretrained(tiny_model_dir)
-    wrapped.model = OnDevice(wrapped.model, "cpu")
-    for a, b in zip(plain.predict_batch(articles), wrapped.predict_batch(articles)):
-        assert a.to_record() == b.to_record()
