@@ -18,13 +18,17 @@ The int8 encoder (chosen by measurement, bench/bench_predict.py and ../shared/no
     fuses attention, LayerNorm and GELU into single kernels; quant_pre_process before quantizing;
   * per-channel int8 weights (per-tensor loses too much accuracy), the embedding layer left in fp32;
   * batch invariance. Dynamic quantization computes each activation scale over the whole tensor it is
-    given, so a chunk's result depends on the chunks batched with it (and on their padding). Two ways out:
-    "per-token" (default) rewrites every MatMul to quantize each token's activations with its own scale
-    (quantize_per_token): any micro-batch gives the same result, and it is the closer to fp32 (on real_dev
-    with a fully fine-tuned model: identical topic decisions, 99.77% identical flags, F1 within 0.001);
-    "per-chunk" keeps ONNX Runtime's dynamic quantization and the runtime gives the graph one chunk per
-    call, so each scale is the chunk's own (faster, but one scale for a whole paragraph, [CLS] and [SEP]
-    outliers included, cost 0.04 topic macro-F1 on that model). The manifest says which; the runtime obeys.
+    given, so a chunk's result depends on the chunks batched with it (and on their padding). Measured on
+    real_dev against torch fp32 (bench/bench_fidelity.py, runs/default of 2026-11-30):
+      "per-token-mixed" (default): every MatMul quantizes each token's activations with its own scale
+        (quantize_per_token), except the feed-forward down-projections, which stay fp32: any micro-batch
+        gives the same result; topic macro-F1 0.8967 (fp32 0.8923), boilerplate F1 0.9048 (0.9083), 98.89%
+        identical topic decisions, 99.74% identical flags;
+      "per-token": all MatMuls per-token int8: about 1.3x faster, but topic F1 0.8684, boilerplate F1 0.8999;
+      "per-chunk": ONNX Runtime's dynamic quantization, the runtime giving the graph one chunk per call so
+        each scale is the chunk's own: the fastest, but one scale for a whole paragraph ([CLS] and [SEP]
+        outliers included) cost 0.04 topic F1 on a fully fine-tuned model.
+    The manifest says which; the runtime obeys (a per-chunk graph always runs one chunk per call).
 """
 
 from __future__ import annotations
@@ -43,9 +47,9 @@ ONNX_DIR = "onnx"
 ENCODER = "encoder-int8.onnx"
 HEADS = "heads.onnx"
 MANIFEST = "manifest.json"
-QUANTIZATIONS = ("per-token", "per-chunk")
-DEFAULT_QUANTIZATION = "per-token"
-MICRO_BATCH_OF = {"per-token": None, "per-chunk": 1}  # the micro-batch a graph must run at (None: any)
+QUANTIZATIONS = ("per-token", "per-token-mixed", "per-chunk")
+DEFAULT_QUANTIZATION = "per-token-mixed"
+MICRO_BATCH_OF = {"per-token": None, "per-token-mixed": None, "per-chunk": 1}  # the micro-batch a graph must run at (None: any)
 # The embedding layer stays fp32: quantizing it too was 5% faster on real_dev but moved topic macro-F1 by
 # 0.012 (4 decisions of 360 flipped); without it, 2 flipped.
 QUANTIZED_OPS = ["MatMul", "Attention"]
@@ -84,7 +88,7 @@ def _pooled_encoder(encoder):
     return PooledEncoder().eval()
 
 
-def export_encoder(model, target: Path, quantization: str = "per-token") -> Path:
+def export_encoder(model, target: Path, quantization: str = DEFAULT_QUANTIZATION) -> Path:
     """Export, fuse and quantize the model's encoder into ``target`` (written atomically)."""
     import onnx
     import torch
@@ -113,13 +117,14 @@ def export_encoder(model, target: Path, quantization: str = "per-token") -> Path
             cfg = encoder.config
             options = FusionOptions("bert")
             # per-token quantization rewrites MatMuls: keep Q, K and V projections as MatMuls
-            options.use_multi_head_attention = quantization == "per-token"
+            options.use_multi_head_attention = quantization.startswith("per-token")
             optimizer.optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
                                      hidden_size=cfg.hidden_size, optimization_options=options
                                      ).save_model_to_file(str(fused))
             partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-            if quantization == "per-token":
-                onnx.save(quantize_per_token(onnx.load(str(fused))), str(partial))
+            if quantization.startswith("per-token"):
+                skip = ("Gelu", "BiasGelu", "FastGelu") if quantization == "per-token-mixed" else ()
+                onnx.save(quantize_per_token(onnx.load(str(fused)), fp32_after=skip), str(partial))
             else:
                 quant_pre_process(str(fused), str(prepared), skip_symbolic_shape=True)
                 # Fused contrib ops hide some tensor types from shape inference; they are all float.
@@ -132,10 +137,12 @@ def export_encoder(model, target: Path, quantization: str = "per-token") -> Path
     return target
 
 
-def quantize_per_token(model):
+def quantize_per_token(model, fp32_after: tuple[str, ...] = ()):
     """Every MatMul with a constant weight [K, N] becomes int8 with per-token activation scales:
     x [.., K] -> rows [M, K], scale = max|row| / 127 per row, uint8 (zero point 128), MatMulIntegerToFloat
-    with per-column int8 weights, times the row's scale. A token's result depends on that token only."""
+    with per-column int8 weights, times the row's scale. A token's result depends on that token only.
+    ``fp32_after``: MatMuls whose input comes from a node of these types stay fp32 ("per-token-mixed" keeps
+    the feed-forward down-projections, whose GELU inputs have the widest range, in fp32)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -146,8 +153,9 @@ def quantize_per_token(model):
               "pt_first": np.array([0], np.int64)}
     added = [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()]
     nodes, rows_of = [], {}
+    producer = {out: n.op_type for n in graph.node for out in n.output}
     for node in graph.node:
-        if not (node.op_type == "MatMul" and node.input[1] in weights):
+        if not (node.op_type == "MatMul" and node.input[1] in weights) or producer.get(node.input[0]) in fp32_after:
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
@@ -245,7 +253,7 @@ def _load_model(model_dir: Path):
     return NewsTaggerModel.from_pretrained(str(model_dir), use_safetensors=True, trust_remote_code=False).eval()
 
 
-def export_onnx(model_dir: str | Path, quantization: str = "per-token", model=None) -> Path:
+def export_onnx(model_dir: str | Path, quantization: str = DEFAULT_QUANTIZATION, model=None) -> Path:
     """Write ``<model_dir>/onnx/`` (see the module docstring), replacing an older export atomically.
     Returns the folder. ``model``: the loaded NewsTaggerModel, if the caller has it."""
     model_dir = Path(model_dir)

@@ -37,7 +37,7 @@ def snapshot(folder):
 def test_export_is_written_by_export_only(onnx_dir, tiny_model_dir):
     manifest = json.loads((onnx_dir / "onnx" / "manifest.json").read_text())
     assert {manifest["encoder"], manifest["heads"]} <= {p.name for p in (onnx_dir / "onnx").iterdir()}
-    assert len(manifest["weights_sha256"]) == 64 and manifest["quantization"] == "per-token"
+    assert len(manifest["weights_sha256"]) == 64 and manifest["quantization"] == "per-token-mixed"
     before = snapshot(onnx_dir)
     Predictor.from_pretrained(onnx_dir, backend="onnx").predict("One paragraph.\n\nAnother one.")
     assert snapshot(onnx_dir) == before  # loading and tagging write nothing into the model folder
