@@ -151,11 +151,27 @@ def carve_validation(articles: list[Article], share: float, seed: int) -> tuple[
     return list(train), list(validation)
 
 
+def check_output_dir(output_dir: Path) -> None:
+    """Refuse an output_dir that exists and is not a newstagger model folder: saving replaces the folder
+    whole, and a user's folder (or file) must never be replaced."""
+    from .config import ConfigError
+
+    if not output_dir.exists():
+        return
+    config = output_dir / "config.json"
+    ours = output_dir.is_dir() and config.is_file() and '"newstagger"' in config.read_text(errors="replace")
+    if not ours and (output_dir.is_file() or any(output_dir.iterdir())):
+        raise ConfigError(f"output_dir {output_dir}: exists and is not a newstagger model folder; "
+                          "choose another output_dir (training replaces the folder whole)")
+
+
 def check_trainable(config: TrainingConfig, train: list[Article], validation: list[Article]) -> None:
     """Refuse, before any epoch, a corpus that cannot train what the config asks."""
     from .data import DataError
 
     problems = []
+    if config.max_steps <= 0 and config.epochs <= 0:
+        problems.append(f"epochs: {config.epochs} trains nothing (give epochs > 0 or max_steps > 0)")
     for name, split in (("train", train), ("validation", validation)):
         if not split:
             problems.append(f"{getattr(config, name + '_file')}: {name} split is empty")
@@ -236,6 +252,7 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     if skip_if_trained and is_trained(config):
         logger.warning("%s already holds a model trained from this config and data: skipping training", output_dir)
         return output_dir
+    check_output_dir(output_dir)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     set_seed(config.seed)

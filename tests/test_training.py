@@ -237,3 +237,26 @@ def test_an_empty_validation_file_is_refused(tmp_path):
     os.chdir(ROOT)
     with pytest.raises(DataError, match="validation split is empty"):
         train(config)
+
+
+def test_an_existing_folder_or_file_that_is_not_a_model_is_never_replaced(tmp_path):
+    from newstagger.config import ConfigError
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    (tmp_path / "file.jsonl").write_text("{}")
+    os.chdir(ROOT)
+    for target in (tmp_path / "mine", tmp_path / "file.jsonl"):
+        config = tiny_config(tmp_path, max_steps=2)
+        config.output_dir = str(target)
+        with pytest.raises(ConfigError, match="not a newstagger model folder"):
+            train(config)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "precious" and (tmp_path / "file.jsonl").exists()
+
+
+def test_zero_epochs_is_refused(tmp_path):
+    from newstagger.data import DataError
+
+    os.chdir(ROOT)
+    with pytest.raises(DataError, match="trains nothing"):
+        train(tiny_config(tmp_path, epochs=0, max_steps=-1))
