@@ -1,0 +1,83 @@
+"""bench/bench_own_labels.py: its corpus is what a user exports, and newstagger trains on it and tags."""
+
+import csv
+import dataclasses
+import importlib.util
+import json
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bench(root):
+    spec = importlib.util.spec_from_file_location("bench_own_labels", root / "bench" / "bench_own_labels.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def corpus(bench, tmp_path_factory):
+    """A tiny slice: 24 training articles of about 12 paragraphs."""
+    return bench.build_corpus(tmp_path_factory.mktemp("own_labels"), articles=24, paragraphs=12, max_test=8)
+
+
+def _rows(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def _paragraphs(rows):
+    return {p for r in rows for p in r["body"].split("\n\n")}
+
+
+def test_the_corpus_is_a_users_csv_export(bench, corpus, root):
+    from newstagger.data import load_bank
+
+    splits = {name: _rows(corpus[name]["path"]) for name in ("train", "validation", *bench.TESTS)}
+    ids = []
+    for name, (header, rows) in splits.items():
+        assert header == ["id", "title", "body", "topic"], name  # text only: no paragraphs, no flags
+        assert len(rows) == corpus[name]["articles"] > 0
+        ids += [int(r["id"]) for r in rows]  # numeric ids
+        assert all(r["topic"] in bench.LABELS for r in rows)  # one label, as a plain string
+        assert all(r["body"].strip() and "\n\n" in r["body"] for r in rows)  # paragraphs split by blank lines
+    assert len(ids) == len(set(ids))
+    train, validation, test, written, furnished = (splits[name][1] for name in ("train", "validation", *bench.TESTS))
+    assert {r["topic"] for r in train} == set(bench.LABELS)
+    assert 9 <= corpus["train"]["paragraphs_mean"] <= 15  # joined written articles, about 12 paragraphs
+    # no written article in two splits, and none of the bank's furniture in any body
+    assert not _paragraphs(train) & _paragraphs(test) and not _paragraphs(train) & _paragraphs(validation)
+    assert not _paragraphs(train) & _paragraphs(written)
+    bank = {e.text for e in load_bank(root / "data" / "source" / "boilerplate_bank.jsonl")}
+    assert not bank & (_paragraphs(train) | _paragraphs(test) | _paragraphs(written))
+    # the furnished test articles carry furniture of outlets that training's augmentation bank lacks
+    furniture = _paragraphs(furnished) - _paragraphs(written)
+    bank_train = {json.loads(line)["text"] for line in open(corpus["bank"]["path"], encoding="utf-8")}
+    assert furniture and not furniture & bank_train
+
+
+def test_newstagger_trains_on_the_csv_and_tags(bench, corpus, root, tmp_path, monkeypatch):
+    from newstagger.config import load_config
+    from newstagger.predictor import Predictor
+    from newstagger.training import train
+
+    monkeypatch.chdir(root)  # the config names the boilerplate bank relative to the repository root
+    config = load_config(root / "configs" / "tiny.yaml", [
+        f"train_file={corpus['train']['path']}", f"validation_file={corpus['validation']['path']}",
+        f"test_file={corpus['test']['path']}", "text_column=body", "label_column=topic", "id_column=id",
+        "problem_type=single_label_classification", "encoder_mode=frozen", "max_steps=3",
+        f"vector_cache_dir={tmp_path / 'vectors'}", f"output_dir={tmp_path / 'model'}"])
+    folder = train(dataclasses.replace(config, labels=[]))  # labels inferred from the topic column
+
+    tagger = Predictor.from_pretrained(folder)
+    assert sorted(tagger.labels) == sorted(bench.LABELS)
+    _, test = _rows(corpus["test"]["path"])
+    result = tagger.predict(test[0]["body"])
+    assert len(result.topics) == 1 and result.topics[0] in bench.LABELS
+    assert len(result.boilerplate) == len(test[0]["body"].split("\n\n"))
+    report = json.loads((folder / "eval_report.json").read_text())["test"]["topics"]
+    assert sum(map(sum, report["confusion"])) == len(test) and 0 <= report["accuracy"] <= 1
