@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[train,test,onnx,bench]' torch==2.13.0
+	$(VENV)/bin/pip install -q -e '.[train,test,serve,bench]' torch==2.13.0
 	touch $(STAMP)
 
 install: $(STAMP)

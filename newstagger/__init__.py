@@ -11,6 +11,11 @@ _HOMES = {"Article": "data", "DataError": "data", "load_articles": "data",
           "ArticleError": "predictor", "Predictor": "predictor", "TaggingResult": "predictor"}
 
 
+from . import hf_auto
+
+hf_auto.install()  # AutoConfig/AutoModel.from_pretrained(folder) work once transformers loads; no torch now
+
+
 def __getattr__(name):
     # Lazy, so `python -m newstagger.data` and light imports don't pull in torch.
     if name in _HOMES:

@@ -141,7 +141,21 @@ class RunSummary:
 # ---------------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, backend: str = "torch") -> str:
+    """"cpu", "cuda", "cuda:N", or "auto" (cuda when there is one) for this backend. Raises InputError for
+    a CUDA device that is not there."""
+    if device == "cpu":
+        return device  # no torch import: the onnx backend runs without it
+    if backend == "onnx":
+        import onnxruntime as ort
+
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device == "auto":
+            return "cuda" if has_cuda else "cpu"
+        if device.startswith("cuda") and not has_cuda:
+            raise InputError(f"--device {device}: this onnxruntime has no CUDA provider (pip install "
+                             "onnxruntime-gpu)")
+        return device
     import torch
 
     if device == "auto":
@@ -159,10 +173,12 @@ def load_predictor(model, *, backend: str = "torch", batch_size: int = DEFAULT_B
 
     if isinstance(model, Predictor):
         return model
+    from .hub import is_hub_id
+
     folder = Path(model)
-    if not (folder / "config.json").is_file():
+    if not is_hub_id(model) and not (folder / "config.json").is_file():
         raise InputError(f"{folder}: not a model folder (no config.json); train one with newstagger train")
-    device = resolve_device(device)
+    device = resolve_device(device, backend)
     try:
         return Predictor.from_pretrained(folder, backend=backend, batch_size=batch_size, num_threads=num_threads,
                                          device=device, limits=limits)

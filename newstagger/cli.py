@@ -4,7 +4,7 @@
     newstagger tag      --model runs/default INPUT... [-o OUT] [--engine local|ray]    -> newstagger.batch
     newstagger evaluate --model runs/default --data FILE [--json]                     -> newstagger.evaluate
     newstagger check    FILE... [--labels a,b]                                        -> newstagger.data
-    newstagger export   --model runs/default                                          -> newstagger.onnx_export
+    newstagger export   --model runs/default [--onnx] [--push-to-hub OWNER/NAME]      -> onnx_export, hub
     newstagger serve    --model runs/default [--port 8000]                            -> newstagger.serve
 
 Each subcommand builds one options object (TagOptions, EvaluateOptions, ServeOptions, a TrainingConfig) and
@@ -143,11 +143,16 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="stop at the first bad record")
     _columns_arguments(check, labels=True)
 
-    export = commands.add_parser("export", help="write a model's ONNX export", formatter_class=_Formatter,
-                                 epilog=EXIT_CODES_HELP,
-                                 description="Write the ONNX export (int8 encoder, fp32 heads) into the model folder\n"
-                                             "(onnx/), for --backend onnx and a quick start of --backend int8.")
+    export = commands.add_parser("export", help="write a model's ONNX export, push a model to the Hub",
+                                 formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
+                                 description="--onnx (the default action): write the ONNX export (int8 encoder, fp32\n"
+                                             "heads) into the model folder (onnx/), for --backend onnx, which needs no\n"
+                                             "torch. --push-to-hub OWNER/NAME: upload the folder (with its export, when\n"
+                                             "there is one) to the Hugging Face Hub (token: hf auth login or HF_TOKEN).")
     export.add_argument("--model", required=True, help="saved model folder")
+    export.add_argument("--onnx", action="store_true", help="write the ONNX export (default when nothing else is asked)")
+    export.add_argument("--push-to-hub", metavar="OWNER/NAME", help="Hub repository to upload the folder to")
+    export.add_argument("--private", action="store_true", help="create the Hub repository as private")
 
     serve = commands.add_parser("serve", help="serve a model over HTTP", formatter_class=_Formatter,
                                 epilog=EXIT_CODES_HELP,
@@ -210,14 +215,14 @@ def run_tag(args) -> int:
 def run_train(args, extra: list[str]) -> int:
     import logging
 
-    from .config import load_config
+    from .config import DEFAULT_CONFIG, load_config
     from .inputs import InputError
 
     overrides = list(args.overrides) + extra
     for key in ("text_column", "label_column", "id_column"):
         if getattr(args, key) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config or DEFAULT_CONFIG, overrides)
     if args.resume is True:
         from transformers.trainer_utils import get_last_checkpoint
 
@@ -256,11 +261,17 @@ def run_check(args) -> int:
 
 def run_export(args) -> int:
     from .inputs import InputError
-    from .onnx_export import export_onnx
 
     if not (Path(args.model) / "config.json").is_file():
         raise InputError(f"{args.model}: not a model folder (no config.json)")
-    print(export_onnx(args.model))
+    if args.onnx or not args.push_to_hub:
+        from .onnx_export import export_onnx
+
+        print(export_onnx(args.model))
+    if args.push_to_hub:
+        from .hub import push_to_hub
+
+        print(push_to_hub(args.model, args.push_to_hub, private=args.private))
     return EXIT_OK
 
 
@@ -280,7 +291,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .data import DataError
     from .inputs import InputError
 
-    errors: list[type[BaseException]] = [InputError, DataError]
+    from .hub import HubError
+    from .model_folder import ModelFolderError
+
+    errors: list[type[BaseException]] = [InputError, DataError, HubError, ModelFolderError]
     try:
         from .config import ConfigError
 

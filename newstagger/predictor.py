@@ -24,6 +24,7 @@ import numpy as np
 
 from .inputs import Article, ArticleError, Limits, as_article, split_paragraphs  # noqa: F401 (re-exported)
 from .model_folder import read_model_folder, weights_digest
+from .hub import resolve_model
 from .packing import ParagraphTokenizer, pool_segments
 from .runtime import BACKENDS, DEFAULT_MICRO_BATCH, Backend, load_backend, torch_backend
 
@@ -103,16 +104,19 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, path: str | Path, backend: str = "torch", batch_size: int | None = None,
                         num_threads: int | None = None, device: str = "cpu", **kwargs) -> "Predictor":
-        """Load a model folder (checked first: newstagger.model_folder) with one of BACKENDS.
+        """Load a model folder (checked first: newstagger.model_folder), or a Hub id ``owner/name`` that is not
+        a local path (newstagger.hub.resolve_model; only the local cache when HF_HUB_OFFLINE=1), with one of
+        BACKENDS.
 
         ``batch_size``: paragraph chunks per encoder call (default: the backend's, runtime.DEFAULT_MICRO_BATCH).
         ``num_threads``: CPU threads (torch's process-wide count is set only when given; ONNX Runtime's
         are this Predictor's, default all cores). ``device``: cpu, cuda or cuda:N (torch and onnx).
         Raises ModelFolderError for a folder that cannot be used, ExportError when backend "onnx" finds
-        no export of these weights, ValueError for an unknown backend or device."""
+        no export of these weights, HubError for a Hub id that cannot be fetched, ValueError for an unknown
+        backend or device."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        folder = Path(path)
+        folder = resolve_model(path)  # a local folder, or a Hub id fetched when asked (newstagger.hub)
         folder_config = read_model_folder(folder)
         tokenizer = folder_config.tokenizer
         digest = weights_digest(folder) if backend != "torch" else ""

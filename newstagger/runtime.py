@@ -170,9 +170,14 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
         encoder = OnnxEncoder(export / manifest.get("encoder", ENCODER), manifest, threads, micro_batch, device)
         return Backend("onnx", encoder, onnx_heads(export / manifest["heads"], threads, device))
 
-    import torch
+    try:
+        import torch
 
-    from .model import NewsTaggerModel
+        from .model import NewsTaggerModel
+    except ImportError as e:
+        raise ImportError(f"backend {name} needs torch and transformers ({e}): pip install 'newstagger[torch]'"
+                          f"{'' if name == 'torch' else ' onnx'}, or tag with backend onnx after "
+                          "`newstagger export --onnx` (which runs where torch is)") from None
 
     if threads:
         torch.set_num_threads(threads)  # process-wide: only when asked

@@ -27,7 +27,7 @@ def test_overrides_are_typed(default):
     ("augment=maybe", "config key augment"),
     ("epochs=null", "config key epochs: null is not allowed"),
     ("random_encoder=3", "config key random_encoder: expected a mapping"),
-    ("nonsense=1", "unknown config keys: nonsense"),
+    ("nonsense=1", "override: unknown config keys: nonsense"),
     ("trainer.not_an_option=1", "unknown TrainingArguments options: not_an_option"),
     ("trainer.gradient_accumulation_steps=two", "config key gradient_accumulation_steps: invalid int value"),
     ("just-a-word", "is not key=value"),
@@ -58,3 +58,23 @@ def test_unreadable_config_file(tmp_path):
         load_config(tmp_path / "bad.yaml")
     with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_an_unknown_key_is_blamed_on_where_it_was_written(tmp_path):
+    (tmp_path / "c.yaml").write_text("epochs: 1\nlabelz: [a]\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown config keys: labelz"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("epochs: 1\n")
+    with pytest.raises(ConfigError, match=r"^override: unknown config keys: epoch "):
+        load_config(tmp_path / "c.yaml", ["epoch=2"])
+
+
+def test_the_default_config_ships_inside_the_package(default):
+    """`newstagger train` without --config (an installed wheel has no configs/ folder) reads the packaged
+    default, which is the very file configs/default.yaml of a checkout names."""
+    from newstagger.config import DEFAULT_CONFIG
+
+    assert DEFAULT_CONFIG.is_file() and DEFAULT_CONFIG.parent.parent.name == "newstagger"
+    assert DEFAULT_CONFIG.resolve() == default.resolve()
+    assert load_config() == load_config(default)
+    assert load_config().num_threads == 1 and load_config().epochs == 3

@@ -247,3 +247,29 @@ def test_attention_pooling_still_available(tokenizer):
     assert torch.all((shares > 0) & (shares < 1))
     with pytest.raises(ValueError, match="topic_pooling"):
         model.config.__class__(topic_pooling="max")
+
+
+AUTO_CLASSES = """
+import sys
+import newstagger
+assert "torch" not in sys.modules and "transformers" not in sys.modules, "import newstagger loaded torch"
+from transformers import {first}
+from transformers import AutoConfig, AutoModel
+config = AutoConfig.from_pretrained(sys.argv[1])
+model = AutoModel.from_pretrained(sys.argv[1])
+print(type(config).__name__, type(model).__name__, ",".join(config.labels))
+"""
+
+
+@pytest.mark.parametrize("first", ["AutoModel", "AutoConfig"])
+def test_auto_classes_load_a_saved_folder_after_import_newstagger(tiny_model_dir, first):
+    """The Hugging Face fit: after `import newstagger` (which loads neither torch nor transformers), the
+    Auto classes know the "newstagger" model type, whichever of them transformers loads first."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", AUTO_CLASSES.format(first=first), str(tiny_model_dir)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    want = Predictor.from_pretrained(tiny_model_dir).labels
+    assert out.stdout.split() == ["NewsTaggerConfig", "NewsTaggerModel", ",".join(want)]
