@@ -26,11 +26,17 @@ def real_dev() -> Path:
     return REAL_DEV
 
 
-def tiny_config(tmp: Path, **overrides):
+def _tiny_config(tmp: Path, **overrides):
     from newstagger.config import load_config
 
     values = [f"output_dir={tmp / 'model'}"] + [f"{k}={v}" for k, v in overrides.items()]
     return load_config(ROOT / "configs" / "tiny.yaml", values)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(tmp, **overrides)``: configs/tiny.yaml with output_dir under ``tmp`` and overrides."""
+    return _tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +48,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     cwd = os.getcwd()
     os.chdir(ROOT)  # configs name data/ relative to the repository root
     try:
-        return train(tiny_config(tmp, max_steps=12))
+        return train(_tiny_config(tmp, max_steps=12))
     finally:
         os.chdir(cwd)

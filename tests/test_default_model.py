@@ -6,11 +6,14 @@ runs/default or ../shared is absent.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED
 from newstagger.predictor import Predictor, split_paragraphs
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
 
 MODEL = ROOT / "runs" / "default"
 MOSCOW = SHARED / "examples" / "moscow_times_lukashenko.txt"

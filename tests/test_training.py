@@ -4,13 +4,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, tiny_config
 from newstagger.predictor import Predictor
 from newstagger.training import is_trained, save_folder_atomically, train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_training_writes_a_complete_folder_that_loads(tiny_model_dir):
@@ -43,7 +45,7 @@ def test_training_writes_a_complete_folder_that_loads(tiny_model_dir):
     assert len(result.boilerplate) == 2
 
 
-def test_skip_if_trained_compares_config_and_data(tiny_model_dir, tmp_path):
+def test_skip_if_trained_compares_config_and_data(tiny_model_dir, tmp_path, tiny_config):
     config = tiny_config(tiny_model_dir.parent.parent, max_steps=12)
     config.output_dir = str(tiny_model_dir)
     os.chdir(ROOT)
@@ -68,7 +70,7 @@ def test_output_folder_appears_whole_or_not_at_all(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"] and [p.name for p in target.iterdir()] == ["b"]
 
 
-def test_resume_continues_from_the_last_checkpoint(tmp_path):
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_config):
     os.chdir(ROOT)
     config = tiny_config(tmp_path, max_steps=4, logging_steps=1)
     train(config)
@@ -137,7 +139,7 @@ def _new_labels(record):
     return record
 
 
-def test_topic_only_corpus_with_new_labels_starts_from_a_trained_model(tiny_model_dir, tmp_path):
+def test_topic_only_corpus_with_new_labels_starts_from_a_trained_model(tiny_model_dir, tmp_path, tiny_config):
     """Topic-only data with four new labels, from a trained folder: its boilerplate judgement is kept."""
     def topic_only(record):
         record.pop("boilerplate")
@@ -158,7 +160,7 @@ def test_topic_only_corpus_with_new_labels_starts_from_a_trained_model(tiny_mode
     assert after.predict(text).boilerplate == before.predict(text).boilerplate
 
 
-def test_flags_only_corpus_trains_the_boilerplate_head(tmp_path):
+def test_flags_only_corpus_trains_the_boilerplate_head(tmp_path, tiny_config):
     def flags_only(record):
         record.pop("topics")
         return record
@@ -171,7 +173,7 @@ def test_flags_only_corpus_trains_the_boilerplate_head(tmp_path):
     assert report["validation"]["boilerplate"]["support"] > 0
 
 
-def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path):
+def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path, tiny_config):
     train_file = _corpus_variant(tmp_path, "single", _new_labels)
     validation_file = _corpus_variant(tmp_path, "single", _new_labels, 30, "validation")
     config = tiny_config(tmp_path, max_steps=4, labels="[]", problem_type="auto", train_file=str(train_file),
@@ -187,7 +189,7 @@ def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path):
     assert len(predictor.predict("Ministers met.\n\nThey talked.").topics) == 1
 
 
-def test_no_validation_file_carves_a_stratified_split(tmp_path, caplog):
+def test_no_validation_file_carves_a_stratified_split(tmp_path, caplog, tiny_config):
     config = tiny_config(tmp_path, max_steps=2, validation_file="null", test_file="null")
     os.chdir(ROOT)
     report = json.loads((train(config) / "eval_report.json").read_text())
@@ -196,7 +198,7 @@ def test_no_validation_file_carves_a_stratified_split(tmp_path, caplog):
     assert "carved out as validation" in caplog.text and f"{round(n_train * 0.15)}" in caplog.text
 
 
-def test_frozen_encoder_mode_trains_on_cached_vectors(tmp_path):
+def test_frozen_encoder_mode_trains_on_cached_vectors(tmp_path, tiny_config):
     """The fast mode: vectors cached once on disk; the saved encoder is the initial one, the heads moved."""
     import torch
     from safetensors.torch import load_file
@@ -219,7 +221,7 @@ def test_frozen_encoder_mode_trains_on_cached_vectors(tmp_path):
 @pytest.mark.parametrize("change, words", [
     (lambda r: dict(r, topics=[t for t in r["topics"] if t != "sanctions"]), "'sanctions' has no positive example"),
 ])
-def test_a_corpus_that_cannot_train_the_config_is_refused_before_any_epoch(tmp_path, change, words):
+def test_a_corpus_that_cannot_train_the_config_is_refused_before_any_epoch(tmp_path, change, words, tiny_config):
     from newstagger.data import DataError
 
     config = tiny_config(tmp_path, train_file=str(_corpus_variant(tmp_path, "bad", change)))
@@ -229,7 +231,7 @@ def test_a_corpus_that_cannot_train_the_config_is_refused_before_any_epoch(tmp_p
     assert not (tmp_path / "model-checkpoints").exists()
 
 
-def test_an_empty_validation_file_is_refused(tmp_path):
+def test_an_empty_validation_file_is_refused(tmp_path, tiny_config):
     from newstagger.data import DataError
 
     (tmp_path / "empty.jsonl").write_text("")
@@ -239,7 +241,7 @@ def test_an_empty_validation_file_is_refused(tmp_path):
         train(config)
 
 
-def test_an_existing_folder_or_file_that_is_not_a_model_is_never_replaced(tmp_path):
+def test_an_existing_folder_or_file_that_is_not_a_model_is_never_replaced(tmp_path, tiny_config):
     from newstagger.config import ConfigError
 
     (tmp_path / "mine").mkdir()
@@ -254,7 +256,7 @@ def test_an_existing_folder_or_file_that_is_not_a_model_is_never_replaced(tmp_pa
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious" and (tmp_path / "file.jsonl").exists()
 
 
-def test_zero_epochs_is_refused(tmp_path):
+def test_zero_epochs_is_refused(tmp_path, tiny_config):
     from newstagger.data import DataError
 
     os.chdir(ROOT)
