@@ -77,7 +77,8 @@ class TrainingConfig:
     context_heads: int = 4
     dropout: float = 0.1
     # "top2": a label's article score is the mean of its two best content segments (a passing line alone
-    # cannot carry it); "attention": attention pooling (version 1)
+    # cannot carry it); "attention": attention pooling (version 1); "mean": the content-weighted mean of the
+    # segment logits (labels of the whole article, such as single-label categories)
     topic_pooling: str = "top2"
     # cosine of each paragraph to the title, the rest of the article and its neighbours, into the context layer
     relation_features: bool = True

@@ -11,7 +11,7 @@ from typing import Sequence
 from transformers.configuration_utils import PretrainedConfig
 from transformers.models.auto.configuration_auto import AutoConfig
 
-TOPIC_POOLING = ("top2", "attention")
+TOPIC_POOLING = ("top2", "attention", "mean")
 
 
 class NewsTaggerConfig(PretrainedConfig):

