@@ -248,9 +248,9 @@ def export_heads(model, target: Path) -> Path:
 
 
 def _load_model(model_dir: Path):
-    from .model import NewsTaggerModel
+    from .runtime import load_model
 
-    return NewsTaggerModel.from_pretrained(str(model_dir), use_safetensors=True, trust_remote_code=False).eval()
+    return load_model(model_dir)
 
 
 def export_onnx(model_dir: str | Path, quantization: str = DEFAULT_QUANTIZATION, model=None) -> Path:

@@ -148,6 +148,28 @@ def onnx_heads(path: Path, threads: int | None, device: str):
 # -- loading --------------------------------------------------------------------------------------
 
 
+def load_model(folder: Path):
+    """The NewsTaggerModel of a validated folder, in eval mode. Raises ModelFolderError when the weights do
+    not fill the model config.json describes exactly: transformers would otherwise only log the missing
+    (randomly initialised), unexpected or mismatched tensors and the model would tag garbage."""
+    from .model import NewsTaggerModel
+    from .model_folder import WEIGHTS, ModelFolderError
+
+    weights = Path(folder) / WEIGHTS
+    try:
+        model, info = NewsTaggerModel.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False,
+                                                      output_loading_info=True)
+    except RuntimeError as e:  # transformers refuses tensors of the wrong shape (ignore_mismatched_sizes=False)
+        raise ModelFolderError(f"{weights}: does not match config.json: tensors of other shapes than the "
+                               f"config describes ({str(e).splitlines()[0]})") from None
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(map(str, info.get(kind) or ()))
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            raise ModelFolderError(f"{weights}: does not match config.json: {kind.replace('_', ' ')}: {shown}")
+    return model.eval()
+
+
 def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | None = None,
                  threads: int | None = None, device: str = "cpu") -> Backend:
     """The backend ``name`` for a validated model folder whose weights have SHA-256 ``digest``."""
@@ -173,7 +195,7 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
     try:
         import torch
 
-        from .model import NewsTaggerModel
+        from .model import NewsTaggerModel  # noqa: F401 (imported here to say what is missing)
     except ImportError as e:
         raise ImportError(f"backend {name} needs torch and transformers ({e}): pip install 'newstagger[torch]'"
                           f"{'' if name == 'torch' else ' onnx'}, or tag with backend onnx after "
@@ -181,7 +203,7 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
 
     if threads:
         torch.set_num_threads(threads)  # process-wide: only when asked
-    model = NewsTaggerModel.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False).eval()
+    model = load_model(folder)
     if name == "torch":
         return torch_backend(model, device, micro_batch)
     from .onnx_export import encoder_graph

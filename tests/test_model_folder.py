@@ -86,3 +86,56 @@ def test_not_json_and_not_a_folder(folder, tmp_path):
         read_model_folder(folder)
     with pytest.raises(ModelFolderError, match="no such model folder"):
         read_model_folder(tmp_path / "absent")
+
+
+def test_label_maps_contradicting_labels_are_refused(folder):
+    edit_json(folder / "config.json", id2label={"0": "sanctions", "1": "diplomacy", "2": "press_freedom"})
+    with pytest.raises(ModelFolderError, match=r"config.json: id2label: .* does not match labels \['diplomacy'"):
+        Predictor.from_pretrained(folder)
+    edit_json(folder / "config.json", id2label={"0": "diplomacy", "1": "sanctions", "2": "press_freedom"},
+              label2id={"diplomacy": 1, "sanctions": 0, "press_freedom": 2})
+    with pytest.raises(ModelFolderError, match="config.json: label2id: .* does not match labels"):
+        read_model_folder(folder)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("num_hidden_layers", 3, r"config.json: encoder.num_hidden_layers: 3, but model.safetensors holds 2 encoder layers"),
+    ("num_hidden_layers", 1, r"encoder.num_hidden_layers: 1, but model.safetensors holds 2"),
+    ("hidden_size", 64, r"config.json: encoder: vocab_size 30522 and hidden_size 64, but model.safetensors holds "
+                        r"encoder.embeddings.word_embeddings.weight of shape \[30522, 32\]"),
+])
+def test_an_encoder_config_that_does_not_describe_the_weights_is_refused_by_every_backend(folder, key, value, message):
+    encoder = json.loads((folder / "config.json").read_text())["encoder"]
+    edit_json(folder / "config.json", encoder={**encoder, key: value})
+    with pytest.raises(ModelFolderError, match=message):  # torch-free: the onnx backend checks this too
+        read_model_folder(folder)
+    with pytest.raises(ModelFolderError, match=message):
+        Predictor.from_pretrained(folder, backend="onnx")
+
+
+def test_weights_that_do_not_fill_the_model_exactly_are_refused_on_load(folder):
+    """What the header check cannot see (intermediate_size, the context layer's shape) transformers would
+    only log, leaving freshly initialised tensors: the torch load refuses it."""
+    encoder = json.loads((folder / "config.json").read_text())["encoder"]
+    edit_json(folder / "config.json", encoder={**encoder, "intermediate_size": encoder["intermediate_size"] + 1})
+    read_model_folder(folder)  # shapes the header check does not know
+    with pytest.raises(ModelFolderError, match=r"model.safetensors: does not match config.json"):
+        Predictor.from_pretrained(folder)
+
+
+def test_a_truncated_weights_file_is_refused(folder):
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ModelFolderError, match="model.safetensors: cannot be read: truncated"):
+        read_model_folder(folder)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"topic_thresholds": None}, "config.json: topic_thresholds: missing"),
+    ({"topic_thresholds": {"diplomacy": 0.4, "sanctions": 0.5}}, "config.json: topic_thresholds.press_freedom: missing"),
+    ({"boilerplate_threshold": None}, "config.json: boilerplate_threshold: missing"),
+])
+def test_a_missing_threshold_is_refused_not_taken_as_one_half(folder, changes, message):
+    edit_json(folder / "config.json", **changes)
+    with pytest.raises(ModelFolderError, match=message):
+        Predictor.from_pretrained(folder)
