@@ -8,7 +8,8 @@ the local tagging engine (newstagger.batch) and the Ray datasource (newstagger.r
 
 Inputs: JSON Lines (.jsonl, .ndjson, .json; optionally .gz), CSV (.csv, .csv.gz: header row, one record
 per row), Parquet (.parquet), text (.txt, .txt.gz: one article per file), folders of such files (sorted,
-not recursive; a .json file in a folder is not read, so a folder of .txt articles may hold expected.json),
+sub-folders read in their place; a file of another type is one error record; hidden files and .json files
+are left out, so a folder of .txt articles may hold expected.json),
 "-" (JSON Lines on standard input), and URIs pyarrow's filesystems open (``s3://``, ``gs://``, ``file://``).
 
 Every record gives exactly one item, in input order, at its Position (``file:line``: a JSONL line, the line
@@ -202,8 +203,15 @@ def _text(value: str, name: str) -> str:
 def record_id(record: dict, position: Position | None, columns: Columns = Columns()) -> str | None:
     """The record's id as a string: a string as it is, an integral number without a decimal point
     (``101``, ``101.0`` -> ``"101"``), else the position's default id. Raises ArticleError for a value
-    that cannot be an id (true/false, a list, infinity)."""
+    that cannot be an id (true/false, a list, infinity), and, when the id column was named (``Columns.id``:
+    --id-column, id_column), for a record that lacks the field altogether (its record_id the default id):
+    a misspelt column name must not pass as records without ids. A null or empty value is a record
+    without an id (CSV and Parquet rows always hold every column; check_inputs refuses a table without
+    the named one)."""
     name = columns.id or "id"
+    if columns.id is not None and name not in record:
+        raise ArticleError(f"{name}: missing (the id field named by --id-column / id_column)",
+                           record_id=position.default_id if position is not None else None)
     value = record.get(name)
     fallback = position.default_id if position is not None else None
     if _missing(value) or (isinstance(value, str) and not value.strip()):
@@ -400,7 +408,9 @@ def parse_json_record(raw: bytes, first: bool = False):
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        hint = _PRETTY_HINT if first and text.strip()[:1] in ("[", "{") else ""
+        # Pretty-printed JSON opens with "[" or "{" alone on its line; a first line that is merely broken
+        # ('{"id": "a", "title": "x"') is one bad record like any other (check_inputs looks at the whole file)
+        hint = _PRETTY_HINT if first and text.strip() in ("[", "{") else ""
         return ArticleError(f"record: invalid JSON ({e.msg} at column {e.colno}){hint}")
     except RecursionError:
         return ArticleError("record: JSON nested too deeply")
@@ -606,13 +616,21 @@ def is_uri(name: str) -> bool:
     return "://" in str(name)
 
 
-def _folder_entries(folder: Path, exclude: set) -> Iterator[tuple[Path, str | None]]:
-    """(path, problem or None) for each file of a folder that a folder listing reads, sorted by name.
-    Symbolic links that lead nowhere or into a loop are reported, not skipped; sub-folders are not read;
-    files in ``exclude`` ((device, inode) pairs, e.g. the run's output) are left out."""
+NOT_READABLE = "file: not a .txt/.jsonl/.ndjson/.csv/.parquet file (optionally .gz)"
+
+
+def _folder_entries(folder: Path, exclude: set, _seen: set | None = None) -> Iterator[tuple[Path, str | None]]:
+    """(path, problem or None) for each file under a folder, sorted by name, sub-folders recursed into in
+    their place. Nothing is passed over in silence: a file of another type (NOT_READABLE), a symbolic
+    link that leads nowhere or into a loop, a sub-folder reached a second time through a link: each is
+    (path, "file: problem"). Left out: hidden entries (names starting with "."), .json files (a folder of
+    .txt articles may hold expected.json; name a .json file to read it) and files in ``exclude``
+    ((device, inode) pairs, e.g. the run's output)."""
+    seen = _seen if _seen is not None else set()
+    info = folder.stat()
+    seen.add((info.st_dev, info.st_ino))
     for path in sorted(folder.iterdir()):
-        fmt, _ = format_of(path.name)
-        if fmt is None or path.name.lower().endswith((".json", ".json.gz")):
+        if path.name.startswith(".") or path.name.lower().endswith((".json", ".json.gz")):
             continue
         try:
             info = path.stat()
@@ -624,10 +642,17 @@ def _folder_entries(folder: Path, exclude: set) -> Iterator[tuple[Path, str | No
                 yield path, f"file: cannot read ({e.strerror or e})"
             continue
         if stat.S_ISDIR(info.st_mode):
+            if (info.st_dev, info.st_ino) in seen:
+                yield path, "file: a symbolic link loop (a folder already read)"
+                continue
+            try:
+                yield from _folder_entries(path, exclude, seen)
+            except OSError as e:
+                yield path, f"file: cannot read the folder ({e.strerror or e})"
             continue
         if (info.st_dev, info.st_ino) in exclude:
             continue
-        yield path, None
+        yield path, (NOT_READABLE if format_of(path.name)[0] is None else None)
 
 
 def _open_local(path: str, fmt: str, compressed: bool):
@@ -699,7 +724,7 @@ def iter_records(inputs: Sequence[str | Path], limits: Limits = Limits(), column
     for name, problem in input_files(inputs, exclude):
         fmt, compressed = format_of(name)
         if problem is not None:
-            yield Position(name, None if fmt == "txt" else 1), ArticleError(problem)
+            yield Position(name, None if fmt in ("txt", None) else 1), ArticleError(problem)
         elif name == STDIN:
             yield from read_stream(stdin if stdin is not None else _stdin(), STDIN_NAME, "jsonl", limits)
         else:
@@ -745,6 +770,19 @@ def _peek_first_line(path: Path, compressed: bool, limit: int = 1 << 16) -> byte
     return b""
 
 
+def _is_one_json_document(path: Path, compressed: bool, limit: int) -> bool:
+    """Whether a file of at most ``limit`` bytes parses as a single JSON object or array (a JSON document
+    written over several lines, not JSON Lines)."""
+    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        return False
+    try:
+        return isinstance(json.loads(data.decode("utf-8-sig")), (dict, list))
+    except (ValueError, RecursionError):
+        return False
+
+
 def _table_columns(path: Path, fmt: str, compressed: bool) -> list[str]:
     if fmt == "csv":
         with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
@@ -783,7 +821,7 @@ def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), std
             raise InputError(f"{name}: no such file or folder")
         if path.is_dir():
             try:
-                if not any(True for _ in _folder_entries(path, set())):
+                if not any(problem is None for _, problem in _folder_entries(path, set())):
                     raise InputError(f"{name}: folder holds no files newstagger reads "
                                      f"({', '.join(FOLDER_SUFFIXES)}, optionally .gz)")
             except PermissionError as e:
@@ -801,8 +839,12 @@ def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), std
             elif fmt == "jsonl":
                 first = _peek_first_line(path, compressed)
                 problem = parse_json_record(first, first=True) if first else None
-                if isinstance(problem, ArticleError) and _PRETTY_HINT in str(problem):
-                    raise InputError(f"{name}:1: {problem}".replace("FILE", name))
+                if isinstance(problem, ArticleError) and (
+                        _PRETTY_HINT in str(problem)
+                        or (first.strip()[:1] in (b"[", b"{")
+                            and _is_one_json_document(path, compressed, Limits().max_line_bytes))):
+                    hint = "" if _PRETTY_HINT in str(problem) else _PRETTY_HINT
+                    raise InputError(f"{name}:1: {problem}{hint}".replace("FILE", name))
         except InputError:
             raise
         except Exception as e:  # csv.Error, pyarrow's ArrowInvalid, a gzip that is not gzip...

@@ -304,3 +304,61 @@ def test_closed_stdin_is_an_input_error(monkeypatch):
     monkeypatch.setattr(sys, "stdin", None)
     with pytest.raises(InputError, match="standard input is closed"):
         check_inputs(["-"])
+
+
+# -- issue 10, the defects a hostile run still found ----------------------------------------------
+
+
+def test_a_broken_first_jsonl_line_is_one_error_not_a_pretty_printed_file(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"id": "a", "title": "x"\n{"id": "b", "text": "Fine."}\n{"id": "c", "text": "Also fine."}\n')
+    assert check_inputs([str(path)]) == [str(path)]  # not refused as a whole
+    found = list(iter_articles([str(path)]))
+    assert [p.row for p, _ in found] == [1, 2, 3]
+    assert str(found[0][1]).startswith(f"{path}:1: record: invalid JSON") and "JSON Lines" not in str(found[0][1])
+    assert [i.id for _, i in found[1:]] == ["b", "c"]
+    spread = tmp_path / "spread.jsonl"  # one JSON array over several lines, its first line not "[" alone
+    spread.write_text('[{"id": "a",\n  "text": "x"},\n {"id": "b", "text": "y"}]\n')
+    with pytest.raises(InputError, match=r"spread\.jsonl:1: record: invalid JSON .*JSON Lines .*jq -c"):
+        check_inputs([str(spread)])
+
+
+def test_a_named_id_column_that_a_record_lacks_is_an_error_record(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "a", "text": "One."}\n{"url": "u2", "text": "Two."}\n{"url": null, "text": "Three."}\n')
+    found = list(iter_articles([str(path)], Columns(id="url")))
+    assert isinstance(found[0][1], ArticleError)
+    assert str(found[0][1]) == f"{path}:1: url: missing (the id field named by --id-column / id_column)"
+    assert found[0][1].record_id == "c.jsonl:1"  # the error record keeps the fallback id
+    assert [i.id for _, i in found[1:]] == ["u2", "c.jsonl:3"]  # a null id: a record without an id
+    assert [i.id for _, i in iter_articles([str(path)])] == ["a", "c.jsonl:2", "c.jsonl:3"]  # no column named
+    table = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["p1"], "text": ["x"]}), table)
+    with pytest.raises(InputError, match=r"t\.parquet: no column 'url' for --id-column"):
+        check_inputs([str(table)], Columns(id="url"))
+    (tmp_path / "t.csv").write_text("id,text\nc1,x\n")
+    with pytest.raises(InputError, match=r"t\.csv: no column 'url' for --id-column"):
+        check_inputs([str(tmp_path / "t.csv")], Columns(id="url"))
+
+
+def test_folders_recurse_and_report_files_of_other_types(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "2024" / "06").mkdir(parents=True)
+    (folder / "a.txt").write_text("First.")
+    (folder / "2024" / "b.jsonl").write_text('{"id": "b1", "text": "x"}\n')
+    (folder / "2024" / "06" / "c.txt").write_text("Third.")
+    (folder / "2024" / "notes.md").write_text("# not an article")
+    (folder / ".hidden.txt").write_text("left out: hidden")
+    (folder / "2024" / "06" / "up").symlink_to(folder, target_is_directory=True)  # a loop through a folder link
+    found = list(iter_articles([str(folder)]))
+    got = [(str(p), i.id if isinstance(i, Article) else i.message) for p, i in found]
+    assert got == [(f"{folder}/2024/06/c.txt", "c.txt"),
+                   (f"{folder}/2024/06/up", "file: a symbolic link loop (a folder already read)"),
+                   (f"{folder}/2024/b.jsonl:1", "b1"),
+                   (f"{folder}/2024/notes.md", "file: not a .txt/.jsonl/.ndjson/.csv/.parquet file (optionally .gz)"),
+                   (f"{folder}/a.txt", "a.txt")]
+    only_other = tmp_path / "other"
+    only_other.mkdir()
+    (only_other / "README.md").write_text("x")
+    with pytest.raises(InputError, match="folder holds no files newstagger reads"):
+        check_inputs([str(only_other)])
