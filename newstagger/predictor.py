@@ -217,7 +217,8 @@ class Predictor:
                            ) -> list[TaggingResult | ArticleError]:
         """Like predict_batch, but each bad article yields its ArticleError in place and the rest are
         tagged: one result per article, in order. ``ids`` (optional, one per article) are the ids of
-        articles that have none. Raises only for a call that is wrong as a whole (TypeError, or ValueError
+        articles that have none; an ArticleError's ``record_id`` is the article's id (its own, else the
+        given one). Raises only for a call that is wrong as a whole (TypeError, or ValueError
         for ids of another length)."""
         articles = _article_list(articles)
         if ids is not None:
@@ -227,12 +228,13 @@ class Predictor:
         out: list = [None] * len(articles)
         good = []
         for i, raw in enumerate(articles):
+            given = ids[i] if ids is not None else None
             try:
-                good.append((i, self.article(raw, default_id=ids[i] if ids is not None else None)))
-            except ArticleError as e:
-                out[i] = e
+                good.append((i, self.article(raw, default_id=given)))
+            except ArticleError as e:  # an error carries its id: the article's own, else the given one
+                out[i] = e if e.record_id is not None else e.at(e.where, given)
             except Exception as e:  # what the record rule did not foresee (a deeply nested value...)
-                out[i] = ArticleError(f"article: cannot be read ({type(e).__name__})")
+                out[i] = ArticleError(f"article: cannot be read ({type(e).__name__})", record_id=given)
         try:
             scored = self.score([a for _, a in good]) if good else []
         except Exception:  # something in one article broke the batch: tag one by one, so only it fails
@@ -241,7 +243,8 @@ class Predictor:
                 try:
                     scored.append(self.score([article])[0])
                 except Exception as e:
-                    scored.append(ArticleError(f"article: cannot be tagged ({type(e).__name__}: {e})"))
+                    scored.append(ArticleError(f"article: cannot be tagged ({type(e).__name__}: {e})",
+                                               record_id=article.id))
         for (i, article), scores in zip(good, scored):
             out[i] = scores if isinstance(scores, ArticleError) else self._result(article, *scores)
         return out

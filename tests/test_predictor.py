@@ -97,3 +97,11 @@ def test_threads_sharing_one_predictor_get_the_serial_results(tiny_model_dir, ba
         assert [p["boilerplate"] for p in got["paragraphs"]] == [p["boilerplate"] for p in want["paragraphs"]]
         assert max(abs(got["topic_scores"][k] - want["topic_scores"][k]) for k in want["topic_scores"]) < 1e-4
     assert np.isfinite(predictor.predict_proba(articles[:3])).all()
+
+
+def test_predict_batch_safe_errors_keep_their_ids(predictor):
+    out = predictor.predict_batch_safe(["Fine text.", 42, {"id": "own", "text": ""}, {"text": ""}],
+                                       ids=["x1", "x2", "x3", "x4"])
+    assert out[0].id == "x1"
+    assert [(type(o).__name__, o.record_id) for o in out[1:]] == [("ArticleError", "x2"), ("ArticleError", "own"),
+                                                                  ("ArticleError", "x4")]
