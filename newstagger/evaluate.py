@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .data import load_articles
-from .inputs import Columns, Limits
+from .inputs import Columns, InputError, Limits
 
 
 @dataclass
@@ -24,16 +24,25 @@ class EvaluateOptions:
     num_threads: int | None = None
     batch_size: int = 32
 
+    def __post_init__(self):
+        for name in ("batch_size", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, not {value!r}")
+
 
 def evaluate(options: EvaluateOptions) -> tuple[dict, int]:
     """(report of newstagger.metrics.evaluate_articles, number of articles). Raises InputError for a model
-    that cannot load, DataError for a bad record (``file:line: field: problem``)."""
+    that cannot load or a file without articles (empty, or blank lines only), DataError for a bad record
+    (``file:line: field: problem``)."""
     from .batch import load_predictor
     from .metrics import evaluate_articles
 
     predictor = load_predictor(options.model, backend=options.backend, batch_size=options.batch_size,
                                num_threads=options.num_threads, limits=options.limits, device=options.device)
     articles = load_articles(options.data, predictor.labels, columns=options.columns, limits=options.limits).articles
+    if not articles:  # every score would be 0.000: not a result
+        raise InputError(f"{options.data}: no articles to evaluate")
     return evaluate_articles(predictor, articles), len(articles)
 
 

