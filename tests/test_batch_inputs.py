@@ -118,16 +118,17 @@ def test_txt_files_and_folders(predictor, tmp_path):
     (folder / "b.txt").write_text("Second file.\n\nTwo paragraphs.\n", encoding="utf-8")
     (folder / "a.txt").write_text("First file, lines\nsplit on newlines\nthree of them\n", encoding="utf-8")
     (folder / "expected.json").write_text('{"a.txt": ["diplomacy"]}')  # not an article: must be ignored
-    (folder / "notes.md").write_text("not an article either")
-    (folder / "sub.txt").mkdir()  # a folder named like a file is not read
+    (folder / "notes.md").write_text("not an article either")  # not skipped in silence: an error record
+    (folder / "sub.txt").mkdir()  # an (empty) sub-folder named like a file
     single = tmp_path / "c.txt"
     single.write_text("\ufeffWith a byte order mark.\r\n\r\nAnd Windows line ends.\r\n", encoding="utf-8")
     counts, out = tag(predictor, [folder, single], tmp_path)
-    assert [r["id"] for r in out] == ["a.txt", "b.txt", "c.txt"]
-    assert [len(r["paragraphs"]) for r in out] == [3, 2, 2]
+    assert [r["id"] for r in out] == ["a.txt", "b.txt", "notes.md", "c.txt"]
+    assert out[2]["error"] == f"{folder / 'notes.md'}: file: not a .txt/.jsonl/.ndjson/.csv/.parquet file (optionally .gz)"
+    assert [len(r["paragraphs"]) for r in out if "error" not in r] == [3, 2, 2]
     result = predictor.predict(single.read_text(encoding="utf-8-sig"))
-    assert out[2]["topics"] == result.topics
-    assert [p["score"] for p in out[2]["paragraphs"]] == pytest.approx(result.paragraph_scores, abs=1e-5)
+    assert out[3]["topics"] == result.topics
+    assert [p["score"] for p in out[3]["paragraphs"]] == pytest.approx(result.paragraph_scores, abs=1e-5)
 
 
 def test_stdin_jsonl(predictor, source_records, tmp_path, monkeypatch):
