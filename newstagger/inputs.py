@@ -366,8 +366,10 @@ def _lines(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | int]:
     in bytes (the line itself is skipped without being kept)."""
     buffer = b""
     skipped = 0  # > 0 while skipping the rest of an overlong line
+    # gzip's read(n) drops what it decompressed when the file turns out truncated; read1 hands it over first
+    read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read
     while True:
-        data = stream.read(_READ_CHUNK)
+        data = read(_READ_CHUNK)
         if not data:
             break
         buffer += data
@@ -513,6 +515,10 @@ def read_csv(stream: IO[bytes], source: str, limits: Limits = Limits()) -> Itera
             continue
         if header is None:
             header = [h.lstrip("\ufeff") for h in cells]
+            twice = _repeated_column(header)
+            if twice is not None:  # a row would keep only one of the two cells, in silence
+                yield Position(source, 1), ArticleError(f"record: the CSV header names column {twice!r} twice")
+                return
             continue
         if not cells:
             continue  # a blank line
@@ -526,6 +532,15 @@ def read_csv(stream: IO[bytes], source: str, limits: Limits = Limits()) -> Itera
             yield position, ArticleError(f"{undecodable}: not valid UTF-8")
             continue
         yield position, row
+
+
+def _repeated_column(names: list[str]) -> str | None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def read_parquet(file, source: str, limits: Limits = Limits(), columns: Iterable[str] | None = None,
@@ -652,6 +667,9 @@ def _folder_entries(folder: Path, exclude: set, _seen: set | None = None) -> Ite
             continue
         if (info.st_dev, info.st_ino) in exclude:
             continue
+        if not stat.S_ISREG(info.st_mode):  # a named pipe or a device would block the run or never end
+            yield path, "file: not a regular file (a named pipe, socket or device)"
+            continue
         yield path, (NOT_READABLE if format_of(path.name)[0] is None else None)
 
 
@@ -762,8 +780,13 @@ def iter_articles(inputs: Sequence[str | Path], columns: Columns = Columns(), li
 
 
 def _peek_first_line(path: Path, compressed: bool, limit: int = 1 << 16) -> bytes:
+    head = b""
     with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
-        head = f.read(limit)
+        try:  # chunk by chunk: a truncated .gz still shows its first lines (the run reads them and reports the rest)
+            while len(head) < limit and (chunk := f.read1(limit - len(head))):
+                head += chunk
+        except EOFError:
+            pass
     for line in head.splitlines():
         if line.strip():
             return line
@@ -854,6 +877,9 @@ def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), std
 
 def _check_columns(name: str, names: list[str], columns: Columns) -> None:
     shown = ", ".join(names[:20])
+    twice = _repeated_column(names)
+    if twice is not None:
+        raise InputError(f"{name}: the header names column {twice!r} twice")
     if columns.text is not None and columns.text not in names:
         raise InputError(f"{name}: no column {columns.text!r} for --text-column (columns: {shown})")
     if columns.text is None and "text" not in names and "paragraphs" not in names:

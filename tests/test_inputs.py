@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import threading
 import tracemalloc
 
 import pyarrow as pa
@@ -362,3 +363,44 @@ def test_folders_recurse_and_report_files_of_other_types(tmp_path):
     (only_other / "README.md").write_text("x")
     with pytest.raises(InputError, match="folder holds no files newstagger reads"):
         check_inputs([str(only_other)])
+
+
+# -- hostile run (issue 10, second helper) --------------------------------------------------------
+
+
+def test_a_named_pipe_in_a_folder_is_an_error_record_not_a_hang(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("First.")
+    os.mkfifo(folder / "pipe.txt")  # opening it would wait for a writer forever
+    unblock = threading.Timer(10, lambda: os.close(os.open(folder / "pipe.txt", os.O_WRONLY)))
+    unblock.start()  # so that a reader that opens it fails this test instead of hanging the suite
+    try:
+        found = list(iter_articles([str(folder)]))
+    finally:
+        unblock.cancel()
+    got = [(str(p), i.id if isinstance(i, Article) else i.message) for p, i in found]
+    assert got == [(f"{folder}/a.txt", "a.txt"),
+                   (f"{folder}/pipe.txt", "file: not a regular file (a named pipe, socket or device)")]
+
+
+def test_csv_header_with_a_column_twice_is_refused_not_half_read(tmp_path):
+    data = b"id,text,text\nc1,first,second\nc2,third,fourth\n"
+    found = items(read_csv, data)
+    assert messages(found) == ["record: the CSV header names column 'text' twice"]
+    path = tmp_path / "dup.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=r"dup.csv: the header names column 'text' twice"):
+        check_inputs([str(path)])
+
+
+def test_truncated_gzip_keeps_its_readable_records(tmp_path):
+    lines = b"".join(json.dumps({"id": f"r{i}", "text": "Some words."}).encode() + b"\n" for i in range(50))
+    packed = gzip.compress(lines)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(packed[: len(packed) // 2])  # a download cut short
+    assert check_inputs([str(path)]) == [str(path)]
+    found = list(iter_articles([str(path)]))
+    good = [i.id for _, i in found if isinstance(i, Article)]
+    assert good and good == [f"r{i}" for i in range(len(good))]
+    assert isinstance(found[-1][1], ArticleError) and "cannot read from here on" in found[-1][1].message
