@@ -460,7 +460,10 @@ class _Output:
 
     def close(self) -> None:
         if self.file is not sys.stdout.buffer:
-            self.file.close()
+            try:
+                self.file.close()  # flushes what a failed write left in the buffer: a full disk fails again here
+            except OSError as e:
+                raise InputError(f"{self.name}: cannot write ({e.strerror or e})") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -460,3 +460,10 @@ def test_fuzz_every_line_gives_one_output_record(predictor, source_records, tmp_
     assert counts.records == len(out) == len(expected)
     for record, line in zip(out, expected):
         assert "error" not in record or record["error"].startswith(f"{path}:{line}: ")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to stand for a full disk")
+def test_output_on_a_full_disk_is_one_error_line_not_a_crash(predictor, source_records, tmp_path):
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:2])
+    with pytest.raises(InputError, match=r"^/dev/full: cannot write \(No space left on device\)$"):
+        tag_files(predictor, [str(inputs)], Path("/dev/full"), overwrite=True, progress=False)
