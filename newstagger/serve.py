@@ -34,6 +34,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from .inputs import ArticleError, Limits
 
@@ -257,6 +258,8 @@ def create_app(predictor, options: ServeOptions):
             return JSONResponse(records if many else records[0])
         except HttpError as e:
             return error(e.status, str(e))
+        except ClientDisconnect:  # the client hung up mid-body: no one to answer, nothing to log
+            return error(400, "body: the client disconnected before sending it whole")
         except Exception as e:  # never let one request take the server down
             log.exception("POST /tag failed")
             return error(500, f"internal error ({type(e).__name__})")
@@ -279,10 +282,12 @@ def create_app(predictor, options: ServeOptions):
 
 
 def load(options: ServeOptions):
-    from .predictor import Predictor
+    """The Predictor, by the loader `newstagger tag` uses: a folder that cannot load (no ONNX export for
+    --backend onnx, a damaged folder) is one InputError line and exit status 2, not a crash."""
+    from .batch import load_predictor
 
-    return Predictor.from_pretrained(options.model, backend=options.backend, batch_size=options.batch_size,
-                                     num_threads=options.num_threads, device=options.device, limits=options.limits)
+    return load_predictor(options.model, backend=options.backend, batch_size=options.batch_size,
+                          num_threads=options.num_threads, device=options.device, limits=options.limits)
 
 
 def app_from_environment():

@@ -117,3 +117,47 @@ def test_health_metadata_and_docs(server):
     assert set(meta["topic_thresholds"]) == set(meta["labels"]) and "torch" in meta["versions"]
     status, spec = call(server, "/openapi.json")
     assert status == 200 and "/tag" in spec["paths"] and "requestBody" in spec["paths"]["/tag"]["post"]
+
+
+def test_a_model_without_its_onnx_export_is_a_usage_error_not_a_crash(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    from newstagger.cli import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns("onnx"))
+    status = main(["serve", "--model", str(folder), "--backend", "onnx", "--port", str(free_port())])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "error:" in err and "newstagger export --onnx" in err and "crash" not in err
+
+
+def test_a_client_that_hangs_up_mid_body_logs_no_traceback(tiny_model_dir, tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "newstagger.serve", "--model", str(tiny_model_dir), "--backend", "torch",
+             "--port", str(port), "--num-threads", "1"],
+            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            try:
+                if call(base, "/health", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert process.poll() is None, log.read_text()[-3000:]
+        for _ in range(3):  # half a body, then the client is gone
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b"POST /tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 100\r\n\r\n{\"paragraphs\": [")
+                time.sleep(0.2)
+        time.sleep(1)
+        assert call(base, "/tag", ARTICLE)[0] == 200  # still serving
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
