@@ -256,6 +256,13 @@ def _check_ranges(config: TrainingConfig) -> None:
     for key in _UNIT:
         if not 0 <= getattr(config, key) <= 1:
             raise ConfigError(f"config key {key}: must be in [0, 1], not {getattr(config, key)!r}")
+    seen = set()  # a label twice trains a head the saved folder's loader refuses, after the whole run
+    for label in config.labels:
+        if not str(label).strip():
+            raise ConfigError(f"config key labels: an empty label name in {config.labels!r}")
+        if label in seen:
+            raise ConfigError(f"config key labels: {label!r} is given twice")
+        seen.add(label)
 
 
 def _check_trainer_options(options: dict) -> dict:

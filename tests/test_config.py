@@ -31,6 +31,8 @@ def test_overrides_are_typed(default):
     ("trainer.not_an_option=1", "unknown TrainingArguments options: not_an_option"),
     ("trainer.gradient_accumulation_steps=two", "config key gradient_accumulation_steps: invalid int value"),
     ("just-a-word", "is not key=value"),
+    ("labels=diplomacy,sanctions,diplomacy", "config key labels: 'diplomacy' is given twice"),
+    ("labels=[diplomacy, '  ']", "config key labels: an empty label name"),
 ])
 def test_wrong_overrides_name_the_key_value_and_type(default, override, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("[", r"\[")):
