@@ -220,7 +220,7 @@ def record_id(record: dict, position: Position | None, columns: Columns = Column
         raise ArticleError(f"{name}: expected a string or a number, got {_type(value)}")
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ArticleError(f"{name}: expected a string or a number, got {value}")
+            raise ArticleError(f"{name}: expected a string or a number, got {value} (not a finite number)")
         return str(int(value)) if value.is_integer() else repr(value)
     return _text(value, name) if isinstance(value, str) else str(value)
 
@@ -413,7 +413,10 @@ def parse_json_record(raw: bytes, first: bool = False):
         # Pretty-printed JSON opens with "[" or "{" alone on its line; a first line that is merely broken
         # ('{"id": "a", "title": "x"') is one bad record like any other (check_inputs looks at the whole file)
         hint = _PRETTY_HINT if first and text.strip() in ("[", "{") else ""
-        return ArticleError(f"record: invalid JSON ({e.msg} at column {e.colno}){hint}")
+        if not hint and e.msg == "Extra data" and "\r" in text:  # old Mac line ends: every record on one line
+            hint = " (lines end in CR alone; JSON Lines needs LF or CRLF line ends)"
+        reason = e.msg.removesuffix(" at")  # json's own "Invalid control character at"
+        return ArticleError(f"record: invalid JSON ({reason} at column {e.colno}){hint}")
     except RecursionError:
         return ArticleError("record: JSON nested too deeply")
     except ValueError as e:  # e.g. an integer of more than 4300 digits

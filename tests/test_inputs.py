@@ -404,3 +404,13 @@ def test_truncated_gzip_keeps_its_readable_records(tmp_path):
     good = [i.id for _, i in found if isinstance(i, Article)]
     assert good and good == [f"r{i}" for i in range(len(good))]
     assert isinstance(found[-1][1], ArticleError) and "cannot read from here on" in found[-1][1].message
+
+
+def test_json_error_messages_read_plainly():
+    cr_only = b'{"id": "a", "text": "x"}\r{"id": "b", "text": "y"}\r'
+    assert messages(items(read_jsonl, cr_only)) == [
+        "record: invalid JSON (Extra data at column 26) (lines end in CR alone; JSON Lines needs LF or CRLF line ends)"]
+    control = items(read_jsonl, b'{"id": "a", "text": "raw\x01byte"}\n')
+    assert messages(control) == ["record: invalid JSON (Invalid control character at column 25)"]
+    with pytest.raises(ArticleError, match=r"^id: expected a string or a number, got inf \(not a finite number\)$"):
+        article_from_record({"id": math.inf, "text": "Hello."}, Position("f.jsonl", 1))
