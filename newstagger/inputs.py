@@ -429,6 +429,7 @@ def parse_json_record(raw: bytes, first: bool = False):
 
 def read_jsonl(stream: IO[bytes], source: str, limits: Limits = Limits()) -> Iterator[tuple[Position, object]]:
     first = True
+    wide = False  # the file opens with a UTF-16 or UTF-32 byte order mark
     for lineno, raw in enumerate(_lines(stream, limits.max_line_bytes), start=1):
         if isinstance(raw, int):
             yield Position(source, lineno), _too_long(raw, limits)
@@ -436,8 +437,17 @@ def read_jsonl(stream: IO[bytes], source: str, limits: Limits = Limits()) -> Ite
             continue
         if not raw.strip():
             continue  # blank lines are not records (line numbers still count them)
-        yield Position(source, lineno), parse_json_record(raw, first)
+        wide = wide or (first and raw.startswith(_UTF16_BOMS))
+        if wide:  # its "lines" are split mid-character: each says why, not "invalid JSON"
+            yield Position(source, lineno), ArticleError(_UTF16_PROBLEM)
+        else:
+            yield Position(source, lineno), parse_json_record(raw, first)
         first = False
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF16_PROBLEM = ("record: UTF-16 or UTF-32 text (it opens with a byte order mark); newstagger reads UTF-8: convert "
+                  "it, e.g. iconv -f UTF-16 -t UTF-8")
 
 
 class _CsvFeed:
@@ -864,6 +874,8 @@ def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), std
                 _check_columns(name, _table_columns(path, fmt, compressed), columns)
             elif fmt == "jsonl":
                 first = _peek_first_line(path, compressed)
+                if first.startswith(_UTF16_BOMS):
+                    raise InputError(f"{name}: {_UTF16_PROBLEM.removeprefix('record: ')}")
                 problem = parse_json_record(first, first=True) if first else None
                 if isinstance(problem, ArticleError) and (
                         _PRETTY_HINT in str(problem)

@@ -414,3 +414,14 @@ def test_json_error_messages_read_plainly():
     assert messages(control) == ["record: invalid JSON (Invalid control character at column 25)"]
     with pytest.raises(ArticleError, match=r"^id: expected a string or a number, got inf \(not a finite number\)$"):
         article_from_record({"id": math.inf, "text": "Hello."}, Position("f.jsonl", 1))
+
+
+def test_a_utf16_jsonl_file_is_one_clear_error_not_one_per_half_line(tmp_path):
+    data = ('{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n').encode("utf-16")
+    found = items(read_jsonl, data)  # one item per line still, each saying why
+    assert [p.row for p, _ in found] == [1, 2, 3]
+    assert all(i.message.startswith("record: UTF-16 or UTF-32 text") for _, i in found)
+    path = tmp_path / "wide.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=r"wide.jsonl: UTF-16 or UTF-32 text .* iconv -f UTF-16 -t UTF-8"):
+        check_inputs([str(path)])
