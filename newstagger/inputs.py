@@ -809,8 +809,11 @@ def _peek_first_line(path: Path, compressed: bool, limit: int = 1 << 16) -> byte
 def _is_one_json_document(path: Path, compressed: bool, limit: int) -> bool:
     """Whether a file of at most ``limit`` bytes parses as a single JSON object or array (a JSON document
     written over several lines, not JSON Lines)."""
-    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
-        data = f.read(limit + 1)
+    try:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+            data = f.read(limit + 1)
+    except EOFError:  # a truncated .gz: not a whole document; the run reports where its records end
+        return False
     if len(data) > limit:
         return False
     try:

@@ -404,6 +404,10 @@ def test_truncated_gzip_keeps_its_readable_records(tmp_path):
     good = [i.id for _, i in found if isinstance(i, Article)]
     assert good and good == [f"r{i}" for i in range(len(good))]
     assert isinstance(found[-1][1], ArticleError) and "cannot read from here on" in found[-1][1].message
+    tiny = tmp_path / "cut-in-line-1.jsonl.gz"  # cut inside its first record
+    tiny.write_bytes(packed[:30])
+    assert check_inputs([str(tiny)]) == [str(tiny)]
+    assert all(isinstance(i, ArticleError) for _, i in iter_articles([str(tiny)]))
 
 
 def test_json_error_messages_read_plainly():
