@@ -327,6 +327,68 @@ def check_output(output: str | None, inputs: Sequence[str], resume: bool, overwr
     return path
 
 
+RUN_RECORD_SUFFIX = ".run.json"
+
+
+def run_record_path(output: Path) -> Path:
+    """The run record beside an output file: OUTPUT.run.json."""
+    return output.with_name(output.name + RUN_RECORD_SUFFIX)
+
+
+def run_signature(options: TagOptions) -> dict:
+    """What decides an output record's content: the model (SHA-256 of its weights and of its config.json,
+    where the thresholds live), the backend, the limits, the columns and --site-repeat. Micro-batch, chunk
+    size, threads and device are left out: every backend gives an article the same result whatever it is
+    batched with."""
+    from .model_folder import weights_digest
+
+    model = options.model
+    folder = Path(str(model)) if isinstance(model, (str, Path)) else None
+    signature = {"model": str(model) if folder is not None else type(model).__name__}
+    if folder is not None and (folder / "config.json").is_file():
+        signature["weights_sha256"] = weights_digest(folder)
+        signature["config_sha256"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+        del signature["model"]  # the same folder moved or copied is the same model
+    limits = getattr(model, "limits", None) or options.limits  # a ready Predictor has its own
+    signature.update(backend=getattr(model, "backend", None) or options.backend, limits=asdict(limits),
+                     columns=asdict(options.columns),
+                     site_repeat=options.site_repeat,
+                     site_repeat_min=options.site_repeat_min if options.site_repeat else None)
+    return signature
+
+
+def check_run_record(output: Path, signature: dict) -> str | None:
+    """On --resume: InputError when OUTPUT.run.json says the output was made by another model or with other
+    options (one output must never mix two runs); a note (returned) when an older output has none."""
+    path = run_record_path(output)
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"resume: {output} has no run record ({path.name}); it is taken to be from this model and options"
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read the run record ({e}); start over with --overwrite") from None
+    if not isinstance(recorded, dict):
+        raise InputError(f"{path}: not a run record; start over with --overwrite")
+    differ = sorted(k for k in set(recorded) | set(signature) if recorded.get(k) != signature.get(k))
+    if differ:
+        names = {"weights_sha256": "model weights", "config_sha256": "model config (labels, thresholds)"}
+        raise InputError(f"--resume: {output} was written with another {', '.join(names.get(k, k) for k in differ)} "
+                         f"(see {path.name}); resume with the same model and options, or start over with --overwrite")
+    return None
+
+
+def write_run_record(output: Path, signature: dict) -> None:
+    """OUTPUT.run.json, written whole (temporary file, then rename)."""
+    path = run_record_path(output)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(json.dumps(signature, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write the run record ({e.strerror or e})") from None
+
+
 @dataclass
 class _Written:
     records: int  # complete records
@@ -484,8 +546,12 @@ def tag_local(options: TagOptions) -> RunSummary:
 
     written = None
     items = None
+    signature = run_signature(options) if output is not None else None
+    note = None
     if output is not None and options.resume and output.exists():
         written = scan_output(output)
+        if output.is_file():
+            note = check_run_record(output, signature)
         items = articles({_identity(output.stat())})
         _skip_written(items, written, output)
     predictor = load_predictor(options.model, backend=options.backend, batch_size=options.batch_size,
@@ -502,7 +568,11 @@ def tag_local(options: TagOptions) -> RunSummary:
                 f.truncate(written.keep)
             print(f"resume: dropped {written.size - written.keep} bytes of a torn last line from {output}",
                   file=sys.stderr)
+    if note:
+        print(note, file=sys.stderr)
     out = _Output(output, append=options.resume)
+    if out.regular:  # not for a device or a pipe named as the output
+        write_run_record(output, signature)
     exclude = out.identities()
     total = None
     repeated: set[int] = set()

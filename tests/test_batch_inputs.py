@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from newstagger.batch import InputError, tag_files
+from newstagger.inputs import Limits
 from newstagger.predictor import Predictor, split_paragraphs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -467,3 +468,35 @@ def test_output_on_a_full_disk_is_one_error_line_not_a_crash(predictor, source_r
     inputs = write_lines(tmp_path / "in.jsonl", source_records[:2])
     with pytest.raises(InputError, match=r"^/dev/full: cannot write \(No space left on device\)$"):
         tag_files(predictor, [str(inputs)], Path("/dev/full"), overwrite=True, progress=False)
+
+
+def test_resume_refuses_to_mix_two_models_or_backends_in_one_output(tiny_model_dir, source_records, tmp_path):
+    """OUTPUT.run.json records the model (weights and config digests), backend, limits and columns of the run
+    that started the output; --resume with anything else is refused, so one output never mixes two runs
+    (a hostile run resumed a tiny model's output with another model, and got exit 1 and a mixed file)."""
+    import shutil
+
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:6])
+    output = tmp_path / "out.jsonl"
+    tag_files(str(tiny_model_dir), [str(inputs)], output, progress=False)
+    record = json.loads((tmp_path / "out.jsonl.run.json").read_text())
+    assert record["backend"] == "torch" and len(record["weights_sha256"]) == 64
+    kept = output.read_bytes().splitlines(keepends=True)[:3]
+    output.write_bytes(b"".join(kept))
+
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other, ignore=shutil.ignore_patterns("onnx"))
+    config = json.loads((other / "config.json").read_text())
+    config["boilerplate_threshold"] = 0.9  # same weights, other thresholds: other answers
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"written with another model config .*start over with --overwrite"):
+        tag_files(str(other), [str(inputs)], output, resume=True, progress=False)
+    with pytest.raises(InputError, match="written with another limits"):
+        tag_files(str(tiny_model_dir), [str(inputs)], output, resume=True, progress=False,
+                  limits=Limits(max_paragraphs=5))
+    assert output.read_bytes() == b"".join(kept)  # refused before anything is written
+
+    moved = tmp_path / "moved-model"  # the same model elsewhere is the same model
+    shutil.copytree(tiny_model_dir, moved, ignore=shutil.ignore_patterns("onnx"))
+    done = tag_files(str(moved), [str(inputs)], output, resume=True, progress=False)
+    assert (done.resumed, done.records) == (3, 6)
