@@ -571,7 +571,7 @@ def tag_local(options: TagOptions) -> RunSummary:
     if note:
         print(note, file=sys.stderr)
     out = _Output(output, append=options.resume)
-    if out.regular:  # not for a device or a pipe named as the output
+    if output is not None and out.regular:  # an output file, not stdout, a device or a pipe
         write_run_record(output, signature)
     exclude = out.identities()
     total = None

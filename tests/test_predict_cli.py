@@ -171,3 +171,17 @@ def test_pretty_reads_only_the_txt_files_of_a_folder(tiny_model_dir, tmp_path, c
     assert [b.split()[0] for b in blocks] == ["brief.txt", "moscow.txt"]
     assert blocks[1].splitlines()[0] == "moscow.txt  (2 paragraphs)"
     assert all("topics:" in b and "content paragraphs:" in b for b in blocks)
+
+
+def test_stdout_redirected_to_a_file_is_tagged_and_gets_no_run_record(tiny_model_dir, tmp_path):
+    """`predict.py ... > out.jsonl` (what `make run` does with --pretty into a log): stdout is then a regular
+    file, but not an --output, so no run record is written (a run crashed trying to write one for it)."""
+    article = tmp_path / "a.txt"
+    article.write_text("Talks resumed in Geneva on Monday.\n\nBoth delegations met for six hours.")
+    out = tmp_path / "out.jsonl"
+    with open(out, "wb") as stdout:
+        done = subprocess.run(predict_cmd(tiny_model_dir, article), stdout=stdout, stderr=subprocess.PIPE,
+                              cwd=ROOT, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert [r["id"] for r in read_jsonl(out)] == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "out.jsonl"]
