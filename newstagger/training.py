@@ -362,8 +362,10 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     )
     trainer.train(resume_from_checkpoint=resume or None)
 
-    # Thresholds, reports and the model folder are rank 0's work alone; the other ranks are done. Nothing
-    # below runs a collective (the predictor uses the unwrapped model), so no rank waits on another.
+    # Thresholds, reports and the model folder are rank 0's work alone (the predictor uses the unwrapped
+    # model: no collective). The other ranks wait for it at one final barrier, then all leave together:
+    # a rank that tore down its process group while rank 0 (which hosts torchrun's rendezvous store) was
+    # still working hung at exit now and then, on a busy machine.
     if not trainer.is_world_process_zero():
         _leave_process_group()
         return output_dir
@@ -407,7 +409,10 @@ def _launched_world_size() -> int:
 
 
 def _leave_process_group() -> None:
-    """Close the DDP process group of a torchrun / accelerate launch run, so each rank exits cleanly."""
+    """Close the DDP process group of a torchrun / accelerate launch run: every rank first waits at a barrier
+    for rank 0 to finish its work (thresholds, reports, the saved folder), so all ranks tear the group down
+    together and each exits cleanly."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
