@@ -343,12 +343,12 @@ def run_signature(options: TagOptions) -> dict:
     from .model_folder import weights_digest
 
     model = options.model
-    folder = Path(str(model)) if isinstance(model, (str, Path)) else None
-    signature = {"model": str(model) if folder is not None else type(model).__name__}
-    if folder is not None and (folder / "config.json").is_file():
-        signature["weights_sha256"] = weights_digest(folder)
-        signature["config_sha256"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
-        del signature["model"]  # the same folder moved or copied is the same model
+    folder = Path(model) if isinstance(model, (str, Path)) else None
+    if folder is not None and (folder / "config.json").is_file():  # by content: a moved copy is the same model
+        signature = {"weights_sha256": weights_digest(folder),
+                     "config_sha256": hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()}
+    else:  # a Hub id, or a ready Predictor
+        signature = {"model": str(model) if folder is not None else type(model).__name__}
     limits = getattr(model, "limits", None) or options.limits  # a ready Predictor has its own
     signature.update(backend=getattr(model, "backend", None) or options.backend, limits=asdict(limits),
                      columns=asdict(options.columns),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .model_folder import ModelFolderError, read_model_folder
+from .model_folder import read_model_folder
 
 # the files of a newstagger model folder (newstagger.training.save_model), nothing else
 FOLDER_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -29,6 +29,12 @@ def is_hub_id(name: str | Path) -> bool:
     """``owner/name`` that is not an existing local path."""
     text = str(name)
     return not Path(text).exists() and bool(_HUB_ID.match(text)) and ".." not in text
+
+
+def _reason(e: Exception) -> str:
+    """huggingface_hub's error in one line: its type and the first line of its message."""
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"
 
 
 def _hub():
@@ -57,8 +63,8 @@ def resolve_model(name_or_path: str | Path, revision: str | None = None) -> Path
             raise HubError(f"{repo_id}: not a local folder, and HF_HUB_OFFLINE=1 forbids fetching it from the "
                            "Hugging Face Hub (no copy in the local Hub cache): unset HF_HUB_OFFLINE, or fetch it "
                            f"where the Hub is reachable (hf download {repo_id} --local-dir DIR)") from None
-        raise HubError(f"{repo_id}: not a local folder, and the Hugging Face Hub did not give it "
-                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise HubError(f"{repo_id}: not a local folder, and the Hugging Face Hub did not give it ({_reason(e)})"
+                       ) from None
 
 
 def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
@@ -83,8 +89,8 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, revi
                                  commit_message=commit_message or f"Upload newstagger model from {folder.name}")
     except Exception as e:
         raise HubError(f"--push-to-hub {repo_id}: the Hugging Face Hub refused or could not be reached "
-                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                       f"({_reason(e)})") from None
     return str(getattr(info, "commit_url", info))
 
 
-__all__ = ["FOLDER_FILES", "HubError", "ModelFolderError", "is_hub_id", "push_to_hub", "resolve_model"]
+__all__ = ["FOLDER_FILES", "HubError", "is_hub_id", "push_to_hub", "resolve_model"]

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_folder import read_model_folder, weights_digest
+from .runtime import load_model
 
 ONNX_DIR = "onnx"
 ENCODER = "encoder-int8.onnx"
@@ -247,19 +248,13 @@ def export_heads(model, target: Path) -> Path:
 # -- the folder export and the int8 cache ---------------------------------------------------------
 
 
-def _load_model(model_dir: Path):
-    from .runtime import load_model
-
-    return load_model(model_dir)
-
-
 def export_onnx(model_dir: str | Path, quantization: str = DEFAULT_QUANTIZATION, model=None) -> Path:
     """Write ``<model_dir>/onnx/`` (see the module docstring), replacing an older export atomically.
     Returns the folder. ``model``: the loaded NewsTaggerModel, if the caller has it."""
     model_dir = Path(model_dir)
     read_model_folder(model_dir)
     digest = weights_digest(model_dir)
-    model = model if model is not None else _load_model(model_dir)
+    model = model if model is not None else load_model(model_dir)
     final = model_dir / ONNX_DIR
     partial = model_dir / f".{ONNX_DIR}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)

@@ -155,8 +155,6 @@ def carve_validation(articles: list[Article], share: float, seed: int) -> tuple[
 def check_output_dir(output_dir: Path) -> None:
     """Refuse an output_dir that exists and is not a newstagger model folder: saving replaces the folder
     whole, and a user's folder (or file) must never be replaced."""
-    from .config import ConfigError
-
     if not output_dir.exists():
         return
     config = output_dir / "config.json"
