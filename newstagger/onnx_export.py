@@ -49,6 +49,10 @@ ENCODER = "encoder-int8.onnx"
 HEADS = "heads.onnx"
 MANIFEST = "manifest.json"
 QUANTIZATIONS = ("per-token", "per-token-mixed", "per-chunk")
+# Bumped whenever the recipe that builds a graph changes (fusions, which ops are quantized, how): a cached
+# graph is reused only if it was built by the same recipe, the same quantization and the same weights.
+# (A cache entry left by an older recipe under the same weights once cost 0.024 topic F1 in CI.)
+GRAPH_RECIPE = 2
 DEFAULT_QUANTIZATION = "per-token-mixed"
 MICRO_BATCH_OF = {"per-token": None, "per-token-mixed": None, "per-chunk": 1}  # the micro-batch a graph must run at (None: any)
 # The embedding layer stays fp32: quantizing it too was 5% faster on real_dev but moved topic macro-F1 by
@@ -66,7 +70,7 @@ def _versions() -> dict:
 
     from . import __version__
 
-    return {"newstagger": __version__, "onnxruntime": onnxruntime.__version__}
+    return {"newstagger": __version__, "graph_recipe": GRAPH_RECIPE, "onnxruntime": onnxruntime.__version__}
 
 
 # -- the encoder ----------------------------------------------------------------------------------
@@ -293,15 +297,30 @@ def read_manifest(folder: Path, digest: str) -> dict | None:
     return manifest
 
 
-def cache_dir(digest: str) -> Path:
+def cache_dir(digest: str, quantization: str = DEFAULT_QUANTIZATION) -> Path:
+    """The cache entry of the int8 encoder graph for weights ``digest``, built with ``quantization`` by this
+    GRAPH_RECIPE: $NEWSTAGGER_CACHE, else ~/.cache/newstagger."""
     root = os.environ.get("NEWSTAGGER_CACHE") or Path.home() / ".cache" / "newstagger"
-    return Path(root) / digest[:32]
+    return Path(root) / f"{digest[:32]}-{quantization}-r{GRAPH_RECIPE}"
+
+
+def _cached(cache: Path, digest: str, quantization: str) -> dict | None:
+    """The manifest of a usable graph in ``cache``, else None (absent, half-written or another recipe)."""
+    try:
+        manifest = read_manifest(cache, digest)
+    except ExportError:
+        return None
+    if (manifest is None or manifest.get("quantization") != quantization
+            or manifest.get("graph_recipe") != GRAPH_RECIPE or not (cache / manifest.get("encoder", "")).is_file()):
+        return None
+    return manifest
 
 
 def encoder_graph(model_dir: Path, digest: str, model) -> tuple[Path, dict]:
     """(encoder graph, manifest) for the int8 backend: the folder's export when it matches the weights,
-    else a graph in the cache keyed by the weights' SHA-256 (built on first use; the model folder itself is
-    never written). A stale export in the folder is an error, not silently used."""
+    else a graph in the cache keyed by the weights' SHA-256, the quantization and GRAPH_RECIPE (built on
+    first use; the model folder itself is never written). A stale export in the folder is an error, not
+    silently used; a cache entry that does not match is rebuilt."""
     try:
         manifest = read_manifest(model_dir / ONNX_DIR, digest)
     except ExportError as e:
@@ -310,8 +329,8 @@ def encoder_graph(model_dir: Path, digest: str, model) -> tuple[Path, dict]:
     if manifest is not None:
         return model_dir / ONNX_DIR / manifest["encoder"], manifest
     cache = cache_dir(digest)
-    manifest = read_manifest(cache, digest)
-    if manifest is None or not (cache / manifest["encoder"]).exists():
+    manifest = _cached(cache, digest, DEFAULT_QUANTIZATION)
+    if manifest is None:
         cache.mkdir(parents=True, exist_ok=True)
         export_encoder(model, cache / ENCODER, DEFAULT_QUANTIZATION)
         manifest = {"weights_sha256": digest, "encoder": ENCODER, "quantization": DEFAULT_QUANTIZATION,

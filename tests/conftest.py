@@ -14,6 +14,15 @@ SHARED = ROOT.parent / "shared"
 REAL_DEV = SHARED / "eval" / "real_dev.jsonl"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_graph_cache(tmp_path_factory):
+    """The int8 graph cache lives in the session's tmp folder unless NEWSTAGGER_CACHE is set: a cache in
+    the user's home, left by another version, must not decide what a test measures."""
+    if "NEWSTAGGER_CACHE" not in os.environ:
+        os.environ["NEWSTAGGER_CACHE"] = str(tmp_path_factory.mktemp("graph-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

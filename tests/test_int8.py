@@ -1,6 +1,7 @@
 """The int8 backend (ONNX Runtime int8 encoder, torch heads): its encoder graph comes from the folder's
 export or from a cache keyed by the weights, never written into the model folder on load."""
 
+import json
 import shutil
 
 import numpy as np
@@ -36,6 +37,29 @@ def test_int8_builds_its_encoder_in_a_cache_keyed_by_the_weights(tiny_model_dir,
     packed = int8.tokenizer.pack(articles[:2], 64)
     assert not np.allclose(changed.engine.encode(packed.input_ids, packed.attention_mask),
                            int8.engine.encode(packed.input_ids, packed.attention_mask))
+
+
+def test_a_cache_entry_of_another_recipe_or_quantization_is_rebuilt_not_used(tiny_model_dir, tmp_path,
+                                                                              monkeypatch):
+    """CI once tagged with a graph an older recipe had cached under the same weights (training is
+    deterministic, so the weights digest matched): 0.024 topic F1 lost without a word."""
+    from newstagger import onnx_export
+
+    monkeypatch.setenv("NEWSTAGGER_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns("onnx"))
+    article = {"title": "Talks", "paragraphs": ["The ministers met in Geneva.", "Subscribe to our newsletter."]}
+    first = Predictor.from_pretrained(folder, backend="int8").predict(article).to_record()
+    (entry,) = (tmp_path / "cache").iterdir()
+    manifest = json.loads((entry / "manifest.json").read_text())
+    assert manifest["quantization"] == onnx_export.DEFAULT_QUANTIZATION
+    assert manifest["graph_recipe"] == onnx_export.GRAPH_RECIPE
+    for stale in ({"graph_recipe": onnx_export.GRAPH_RECIPE - 1}, {"quantization": "per-token"}):
+        (entry / "encoder-int8.onnx").write_bytes(b"not a graph")  # what a stale entry holds is not ours to run
+        (entry / "manifest.json").write_text(json.dumps({**manifest, **stale}))
+        again = Predictor.from_pretrained(folder, backend="int8").predict(article).to_record()
+        assert again == first
+        assert json.loads((entry / "manifest.json").read_text())["graph_recipe"] == onnx_export.GRAPH_RECIPE
 
 
 def test_unknown_backend_is_refused(tiny_model_dir):
