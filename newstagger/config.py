@@ -102,6 +102,9 @@ class TrainingConfig:
     # share of training articles that also get another training article's reporting (long, multi-thread
     # articles like real pages; topics are the union)
     mix_probability: float = 0.3
+    # share of training articles whose title is also repeated as a boilerplate paragraph near the top, as
+    # extractors leave it (data.echo_title)
+    title_echo_probability: float = 0.0
     boilerplate_bank: str | None = "data/source/boilerplate_bank.jsonl"
 
     # optimisation
@@ -242,7 +245,7 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[st
 _AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "encoder_micro_batch": 1, "max_paragraph_tokens": 8,
              "max_positions": 1, "context_layers": 1, "context_heads": 1, "logging_steps": 1,
              "save_total_limit": 1, "num_threads": 1, "freeze_encoder_layers": 0, "early_stopping_patience": 0}
-_UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability")
+_UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability", "title_echo_probability")
 
 
 def _check_ranges(config: TrainingConfig) -> None:

@@ -221,6 +221,21 @@ def mix_articles(article: Article, other: Article, rng: random.Random) -> Articl
                    dict(article.extra))
 
 
+def echo_title(article: Article, rng: random.Random) -> Article:
+    """``article`` with its title repeated as a boilerplate paragraph near the top, where extractors leave
+    it (newspaper3k keeps the page's headline or a copy of it above the body, often after a byline or a
+    caption). A repeated headline is furniture by the labelling guide; the hand-written articles never
+    repeat their title, so without this the model reads a headline copy as a lede. Unchanged when the
+    article has no title or already repeats it."""
+    if not article.title.strip() or article.title.strip() in (p.strip() for p in article.paragraphs):
+        return article
+    flags = list(article.boilerplate or [0] * len(article.paragraphs))
+    lead = next((i for i, f in enumerate(flags) if not f), len(flags))  # the leading furniture, if any
+    at = rng.randint(0, lead)
+    return Article(article.id, article.paragraphs[:at] + [article.title] + article.paragraphs[at:], article.title,
+                   flags[:at] + [1] + flags[at:], article.topics, dict(article.extra))
+
+
 class BoilerplateAugmenter:
     """Training-time augmentation: re-dress an article with a random outlet's boilerplate.
 

@@ -20,7 +20,7 @@ import torch
 from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
 from .config import ConfigError, TrainingConfig, resolve_base_model
-from .data import Article, BoilerplateAugmenter, load_articles, load_bank, mix_articles
+from .data import Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles
 from .metrics import evaluate_articles, evaluation_report, format_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors
 from .model_card import write_model_card
@@ -35,13 +35,15 @@ FINGERPRINT_FILE = "training_config.json"
 
 class ArticleDataset(torch.utils.data.Dataset):
     """Training or evaluation articles; for training, optionally mixed with another article's reporting
-    and re-dressed with bank boilerplate (see data.mix_articles and data.BoilerplateAugmenter)."""
+    and re-dressed with bank boilerplate, and with its title echoed as a boilerplate paragraph (see
+    data.mix_articles, data.BoilerplateAugmenter and data.echo_title)."""
 
     def __init__(self, articles: list[Article], augment=None, mix_probability: float = 0.0, seed: int = 0,
-                 seen_ids_file: str | None = None):
+                 seen_ids_file: str | None = None, title_echo_probability: float = 0.0):
         self.articles = articles
         self.augment = augment
         self.mix_probability = mix_probability
+        self.title_echo_probability = title_echo_probability
         self.rng = random.Random(seed)
         self.seen_ids_file = seen_ids_file  # when set, every id read is appended (to check DDP sharding)
 
@@ -55,7 +57,10 @@ class ArticleDataset(torch.utils.data.Dataset):
                 f.write(article.id + "\n")
         if self.mix_probability and self.rng.random() < self.mix_probability:
             article = mix_articles(article, self.rng.choice(self.articles), self.rng)
-        return self.augment(article) if self.augment else article
+        article = self.augment(article) if self.augment else article
+        if self.title_echo_probability and self.rng.random() < self.title_echo_probability:
+            article = echo_title(article, self.rng)
+        return article
 
 
 @dataclasses.dataclass
@@ -351,7 +356,8 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
         args=args,
         train_dataset=ArticleDataset(train_articles, build_augmenter(config, train_articles, config.seed + rank),
                                      mix_probability=config.mix_probability if config.augment else 0.0,
-                                     seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None),
+                                     seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None,
+                                     title_echo_probability=config.title_echo_probability if config.augment else 0.0),
         eval_dataset=ArticleDataset(validation),
         data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens, vectors),
         compute_metrics=make_compute_metrics(labels),

@@ -33,6 +33,7 @@ def test_overrides_are_typed(default):
     ("just-a-word", "is not key=value"),
     ("labels=diplomacy,sanctions,diplomacy", "config key labels: 'diplomacy' is given twice"),
     ("labels=[diplomacy, '  ']", "config key labels: an empty label name"),
+    ("title_echo_probability=1.5", "config key title_echo_probability: must be in [0, 1], not 1.5"),
 ])
 def test_wrong_overrides_name_the_key_value_and_type(default, override, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("[", r"\[")):

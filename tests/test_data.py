@@ -245,3 +245,25 @@ def test_mixing_adds_the_other_articles_reporting_and_unions_topics():
         assert m.boilerplate == [1 if p in ("By A. Writer", "Donate now.") else 0 for p in m.paragraphs]
         seen.add(m.paragraphs.index("Assets were frozen."))
     assert seen == {1, 3}  # before or after the article's own reporting
+
+
+def test_echo_title_repeats_the_headline_as_furniture_above_the_reporting():
+    import random
+
+    from newstagger.data import echo_title
+
+    a = Article("a", ["By A. Writer", "Photo: Agency", "Talks began.", "They ended."], "Talks begin in Oslo",
+                [1, 1, 0, 0], ["diplomacy"])
+    places = set()
+    for seed in range(20):
+        e = echo_title(a, random.Random(seed))
+        at = e.paragraphs.index("Talks begin in Oslo")
+        places.add(at)
+        assert e.paragraphs[:at] + e.paragraphs[at + 1:] == a.paragraphs  # nothing else moves
+        assert e.boilerplate == a.boilerplate[:at] + [1] + a.boilerplate[at:]
+        assert e.topics == a.topics and e.title == a.title
+    assert places == {0, 1, 2}  # among the leading furniture, never inside the reporting
+    untitled = Article("b", ["Talks began."], "", [0], ["diplomacy"])
+    assert echo_title(untitled, random.Random(0)) is untitled
+    echoed = Article("c", ["Talks begin in Oslo", "Talks began."], "Talks begin in Oslo", [1, 0], ["diplomacy"])
+    assert echo_title(echoed, random.Random(0)) is echoed

@@ -262,3 +262,23 @@ def test_zero_epochs_is_refused(tmp_path, tiny_config):
     os.chdir(ROOT)
     with pytest.raises(DataError, match="trains nothing"):
         train(tiny_config(tmp_path, epochs=0, max_steps=-1))
+
+
+def test_training_articles_get_their_title_echoed_at_the_configured_rate(root):
+    """ArticleDataset applies data.echo_title to about the configured share of training articles, and
+    leaves evaluation articles (no probability given) untouched."""
+    from newstagger.data import load_articles
+    from newstagger.training import ArticleDataset
+
+    articles = [a for a in load_articles(root / "data" / "validation.jsonl").articles
+                if a.title and a.title not in a.paragraphs][:60]
+
+    def echoed(dataset):
+        return sum(dataset[i].paragraphs.count(a.title) > a.paragraphs.count(a.title)
+                   for i, a in enumerate(articles))
+
+    assert echoed(ArticleDataset(articles, seed=1)) == 0
+    assert echoed(ArticleDataset(articles, seed=1, title_echo_probability=1.0)) == 60
+    assert 10 <= echoed(ArticleDataset(articles, seed=1, title_echo_probability=0.4)) <= 40
+    item = ArticleDataset(articles, seed=1, title_echo_probability=1.0)[0]
+    assert item.boilerplate[item.paragraphs.index(articles[0].title)] == 1
