@@ -13,16 +13,18 @@ are left out, so a folder of .txt articles may hold expected.json),
 "-" (JSON Lines on standard input), and URIs pyarrow's filesystems open (``s3://``, ``gs://``, ``file://``).
 
 Every record gives exactly one item, in input order, at its Position (``file:line``: a JSONL line, the line
-a CSV row starts on, a Parquet row number; a .txt file has no line). A record that cannot be read is an
+a CSV row starts on, a Parquet row number; a .txt file has no line; a file name holding a newline or another
+character that would break the line is quoted, ``'a\\nb.jsonl':3``). A record that cannot be read is an
 ArticleError at that position, and reading goes on: nothing is skipped in silence. Blank JSONL lines and
 blank CSV lines are not records (they still count for line numbers).
 
 The record rule (article_from_record): the text is ``paragraphs`` (a list, kept as it is, so output
 paragraph i is input paragraph i, empty ones included) or ``text`` (a string split into paragraphs by
 split_paragraphs), or the column named by ``Columns.text``; ``title`` is optional; the id is the id column's
-value (strings, and numbers such as a CSV's ``101``) or, when missing, ``<file name>:<line>``. Labelled
-records may add ``boilerplate`` (0/1 per paragraph) and topics (``Columns.label``, default ``topics``): a
-list, a JSON list, a delimited string (``a, b``, ``a; b``, ``a | b``) or a single label.
+value (strings, and numbers such as a CSV's ``101``) or, when missing, ``<file name>:<line>``, a file found
+in an input folder being named by its path inside that folder (``2024/a.jsonl:3``: Position.default_id).
+Labelled records may add ``boilerplate`` (0/1 per paragraph) and topics (``Columns.label``, default
+``topics``): a list, a JSON list, a delimited string (``a, b``, ``a; b``, ``a | b``) or a single label.
 """
 
 from __future__ import annotations
@@ -154,20 +156,39 @@ class Columns:
         return {self.text or "text", "paragraphs", "title", self.id or "id", *SOURCE_FIELDS}
 
 
+def show_path(path: str) -> str:
+    """A path as one-line messages (``file:line: field: problem``) show it: as it is, or, when it holds
+    something that would break or blur the line, quoted with Python's escapes (``'a\\nb.jsonl'``). Quoted:
+    a character that is not printable (a newline or another control character, whitespace other than a
+    space, a byte that is not UTF-8), a space at either end, an opening quote, or ": " (the separator)."""
+    if (path.isprintable() and path == path.strip() and not path.startswith(("'", '"'))
+            and ": " not in path):
+        return path
+    return repr(path)
+
+
 @dataclass(frozen=True)
 class Position:
-    """Where a record was read: ``source`` (the input as named, or <stdin>) and ``row`` (1-based line or
-    row; None for a .txt file, which is one record)."""
+    """Where a record was read: ``source`` (the input as named, or <stdin>; a file found in an input
+    folder: that folder's path joined with the file's path inside it), ``row`` (1-based line or row; None
+    for a .txt file, which is one record), and ``name``: the file's path inside the input folder it was
+    found in (POSIX separators, e.g. ``2024/a.jsonl``), None for a file named directly or stdin."""
     source: str
     row: int | None = None
+    name: str | None = None
 
     def __str__(self) -> str:
-        return self.source if self.row is None else f"{self.source}:{self.row}"
+        """``file:line`` for messages: the full source, quoted when it needs to be (see show_path)."""
+        return show_path(self.source) if self.row is None else f"{show_path(self.source)}:{self.row}"
 
     @property
     def default_id(self) -> str:
-        """The id of a record that has none: ``<file name>:<line or row>`` (a .txt file: its name)."""
-        name = PurePosixPath(self.source.replace("\\", "/")).name or self.source
+        """The id of a record that has none: ``<name>:<line or row>`` (a .txt file: its name), where the
+        name is the file's path inside its input folder (``2024/a.jsonl:3``, ``x/story.txt``), so that
+        same-named files in two sub-folders do not share ids, or, for a file named directly, its file
+        name (``a.jsonl:3``; the folders above it are left out, so an id does not depend on where the
+        corpus lies). Both engines build ids here, so local and Ray runs give the same ids."""
+        name = self.name or PurePosixPath(self.source.replace("\\", "/")).name or self.source
         return name if self.row is None else f"{name}:{self.row}"
 
 
@@ -617,9 +638,10 @@ def format_of(name: str) -> tuple[str | None, bool]:
 
 
 def read_stream(stream, source: str, fmt: str, limits: Limits = Limits(),
-                columns: Iterable[str] | None = None) -> Iterator[tuple[Position, object]]:
+                columns: Iterable[str] | None = None, name: str | None = None) -> Iterator[tuple[Position, object]]:
     """The records of one already opened (and decompressed) input of format ``fmt``. A read error midway
-    (a vanished file, a damaged disk) is one error record at the next position, and the input ends there."""
+    (a vanished file, a damaged disk) is one error record at the next position, and the input ends there.
+    ``name``: the file's path inside its input folder, for the positions (see Position)."""
     readers = {"jsonl": read_jsonl, "csv": read_csv, "txt": read_txt}
     items = (read_parquet(stream, source, limits, columns) if fmt == "parquet"
              else readers[fmt](stream, source, limits))
@@ -627,12 +649,12 @@ def read_stream(stream, source: str, fmt: str, limits: Limits = Limits(),
     try:
         for position, item in items:
             last = position
-            yield position, item
+            yield (position if name is None else Position(source, position.row, name)), item
     except (OSError, EOFError, gzip.BadGzipFile, ValueError) as e:
         if isinstance(e, InputError):
             raise
         row = None if fmt == "txt" else ((last.row or 0) + 1 if last else 1)
-        yield Position(source, row), ArticleError(f"file: cannot read from here on ({type(e).__name__}: {e})")
+        yield Position(source, row, name), ArticleError(f"file: cannot read from here on ({type(e).__name__}: {e})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -699,51 +721,58 @@ def _open_uri(uri: str, fmt: str, compressed: bool):
     return fs.open_input_stream(path, compression="gzip" if compressed else None)
 
 
-def _read_file(name: str, opener, fmt: str, limits: Limits, columns) -> Iterator[tuple[Position, object]]:
+def _read_file(source: str, name: str | None, opener, fmt: str, limits: Limits, columns
+               ) -> Iterator[tuple[Position, object]]:
     try:
         stream = opener()
     except Exception as e:
-        yield Position(name, None if fmt == "txt" else 1), ArticleError(
+        yield Position(source, None if fmt == "txt" else 1, name), ArticleError(
             f"file: cannot open ({getattr(e, 'strerror', None) or e})")
         return
     with stream:
         try:
-            yield from read_stream(stream, name, fmt, limits, columns)
+            yield from read_stream(stream, source, fmt, limits, columns, name)
         except InputError:
             raise
         except Exception as e:  # pyarrow refusing a file that is not Parquet after all, and the like
-            yield Position(name, None if fmt == "txt" else 1), ArticleError(
+            yield Position(source, None if fmt == "txt" else 1, name), ArticleError(
                 f"file: cannot read as {fmt} ({type(e).__name__}: {e})")
 
 
-def _uri_files(uri: str) -> list[str]:
+def _uri_files(uri: str) -> list[tuple[str, str | None]]:
+    """(URI, path inside the folder) of each readable file of a folder URI; [(uri, None)] for a file."""
     import pyarrow.fs as pafs
 
     fs, path = pafs.FileSystem.from_uri(uri)
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.Directory:
-        return [uri]
+        return [(uri, None)]
     scheme = uri.split("://", 1)[0]
     files = [e.path for e in fs.get_file_info(pafs.FileSelector(path)) if e.type == pafs.FileType.File]
     keep = sorted(p for p in files if format_of(p)[0] and not p.lower().endswith((".json", ".json.gz")))
-    return [f"{scheme}://{p}" if scheme != "file" else f"file://{p}" for p in keep]
+    # The listing is one level deep, so a file's path inside the folder is its file name
+    return [(f"{scheme}://{p}", PurePosixPath(p).name) for p in keep]
 
 
 def input_files(inputs: Sequence[str | Path], exclude: Iterable[tuple[int, int]] = ()
-                ) -> Iterator[tuple[str, str | None]]:
-    """The files the inputs name, in reading order: (name, None), or (name, "file: problem") for a folder
-    entry that cannot be read (a dangling or looping symbolic link). A folder (local or URI) expands to its
-    readable files, sorted by name; "-" stays "-". ``exclude``: (device, inode) of local files a folder
-    listing leaves out (the run's own output)."""
+                ) -> Iterator[tuple[str, str | None, str | None]]:
+    """The files the inputs name, in reading order, as (source, problem, name): ``problem`` is None, or
+    "file: problem" for a folder entry that cannot be read (a dangling or looping symbolic link);
+    ``name`` is the file's path inside the input folder it was found in (POSIX separators: the ``name``
+    of its Positions), None for a file named directly. A folder (local or URI) expands to its readable
+    files, sorted by name; "-" stays "-". ``exclude``: (device, inode) of local files a folder listing
+    leaves out (the run's own output)."""
     exclude = set(exclude)
     for item in inputs:
-        name = str(item)
-        if is_uri(name):
-            yield from ((uri, None) for uri in _uri_files(name))
-        elif name != STDIN and Path(name).is_dir():
-            yield from ((str(entry), problem) for entry, problem in _folder_entries(Path(name), exclude))
+        source = str(item)
+        if is_uri(source):
+            yield from ((uri, None, name) for uri, name in _uri_files(source))
+        elif source != STDIN and Path(source).is_dir():
+            folder = Path(source)
+            for entry, problem in _folder_entries(folder, exclude):
+                yield str(entry), problem, entry.relative_to(folder).as_posix()
         else:
-            yield name, None
+            yield source, None, None
 
 
 def iter_records(inputs: Sequence[str | Path], limits: Limits = Limits(), columns: Iterable[str] | None = None,
@@ -752,16 +781,16 @@ def iter_records(inputs: Sequence[str | Path], limits: Limits = Limits(), column
     """(Position, record dict or ArticleError) for every record of every input, lazily and in order.
     Never raises for bad data (InputError only when stdin is closed). ``columns``: the only fields Parquet
     needs to read (None: all). ``exclude``: see input_files."""
-    for name, problem in input_files(inputs, exclude):
-        fmt, compressed = format_of(name)
+    for source, problem, name in input_files(inputs, exclude):
+        fmt, compressed = format_of(source)
         if problem is not None:
-            yield Position(name, None if fmt in ("txt", None) else 1), ArticleError(problem)
-        elif name == STDIN:
+            yield Position(source, None if fmt in ("txt", None) else 1, name), ArticleError(problem)
+        elif source == STDIN:
             yield from read_stream(stdin if stdin is not None else _stdin(), STDIN_NAME, "jsonl", limits)
         else:
             fmt = fmt or "jsonl"  # check_inputs refuses unknown types before a run
-            opener = _open_uri if is_uri(name) else _open_local
-            yield from _read_file(name, lambda: opener(name, fmt, compressed), fmt, limits, columns)
+            opener = _open_uri if is_uri(source) else _open_local
+            yield from _read_file(source, name, lambda: opener(source, fmt, compressed), fmt, limits, columns)
 
 
 def _stdin() -> IO[bytes]:
@@ -841,6 +870,7 @@ def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), std
     for item in inputs:
         name = str(item)
         checked.append(name)
+        shown = show_path(name)  # in messages
         if name == STDIN:
             if not stdin_ok:
                 raise InputError("-: this command reads files, not standard input")
@@ -849,47 +879,47 @@ def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), std
         if is_uri(name):
             try:
                 if not _uri_files(name):
-                    raise InputError(f"{name}: holds no readable files ({', '.join(FOLDER_SUFFIXES)})")
+                    raise InputError(f"{shown}: holds no readable files ({', '.join(FOLDER_SUFFIXES)})")
             except InputError:
                 raise
             except Exception as e:
-                raise InputError(f"{name}: cannot read ({type(e).__name__}: {e})") from e
+                raise InputError(f"{shown}: cannot read ({type(e).__name__}: {e})") from e
             continue
         path = Path(name)
         if not path.exists():
-            raise InputError(f"{name}: no such file or folder")
+            raise InputError(f"{shown}: no such file or folder")
         if path.is_dir():
             try:
                 if not any(problem is None for _, problem in _folder_entries(path, set())):
-                    raise InputError(f"{name}: folder holds no files newstagger reads "
+                    raise InputError(f"{shown}: folder holds no files newstagger reads "
                                      f"({', '.join(FOLDER_SUFFIXES)}, optionally .gz)")
             except PermissionError as e:
-                raise InputError(f"{name}: not readable ({e.strerror})") from e
+                raise InputError(f"{shown}: not readable ({e.strerror})") from e
             continue
         if not os.access(path, os.R_OK):
-            raise InputError(f"{name}: not readable (permission denied)")
+            raise InputError(f"{shown}: not readable (permission denied)")
         fmt, compressed = format_of(path.name)
         if fmt is None:
-            raise InputError(f"{name}: unsupported file type {path.suffix.lower() or '(none)'!r} (expected .jsonl, "
+            raise InputError(f"{shown}: unsupported file type {path.suffix.lower() or '(none)'!r} (expected .jsonl, "
                              ".csv, .parquet, .txt (optionally .gz), a folder of them, or - for stdin)")
         try:
             if fmt in ("csv", "parquet"):
-                _check_columns(name, _table_columns(path, fmt, compressed), columns)
+                _check_columns(shown, _table_columns(path, fmt, compressed), columns)
             elif fmt == "jsonl":
                 first = _peek_first_line(path, compressed)
                 if first.startswith(_UTF16_BOMS):
-                    raise InputError(f"{name}: {_UTF16_PROBLEM.removeprefix('record: ')}")
+                    raise InputError(f"{shown}: {_UTF16_PROBLEM.removeprefix('record: ')}")
                 problem = parse_json_record(first, first=True) if first else None
                 if isinstance(problem, ArticleError) and (
                         _PRETTY_HINT in str(problem)
                         or (first.strip()[:1] in (b"[", b"{")
                             and _is_one_json_document(path, compressed, Limits().max_line_bytes))):
                     hint = "" if _PRETTY_HINT in str(problem) else _PRETTY_HINT
-                    raise InputError(f"{name}:1: {problem}{hint}".replace("FILE", name))
+                    raise InputError(f"{shown}:1: {problem}{hint}".replace("FILE", shown))
         except InputError:
             raise
         except Exception as e:  # csv.Error, pyarrow's ArrowInvalid, a gzip that is not gzip...
-            raise InputError(f"{name}: cannot read as {fmt.upper()} ({type(e).__name__}: {e})") from e
+            raise InputError(f"{shown}: cannot read as {fmt.upper()} ({type(e).__name__}: {e})") from e
     return checked
 
 

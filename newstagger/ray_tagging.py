@@ -35,7 +35,9 @@ Resuming: a folder with ``_SUCCESS.json`` is complete and a re-run with the same
 (``--overwrite`` redoes it). A folder without it, holding only files this module writes, is an unfinished
 run: a re-run clears it and starts again. So run large corpora as one job per group of input shards, each
 into its own output folder, and re-run the same commands after a failure: finished groups are skipped.
-What the local engine has and Ray has not: standard input, --resume onto a file, --pretty, --site-repeat.
+What the local engine has and Ray has not: standard input, --resume onto a file, --pretty, --site-repeat,
+and file names holding a tab, a line break or bytes that are not UTF-8 (Ray Data drops those characters from
+paths: each such file is one error row). Records without an id get the local engine's ids (Position.default_id).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path, PurePosixPath
 
@@ -70,6 +73,7 @@ MAX_SHIPPED_MODEL_BYTES = 2 << 30
 
 INPUT_SCHEMA = pa.schema([
     ("source_path", pa.string()), ("source_row", pa.int64()),
+    ("source_name", pa.string()),  # Position.name: the file's path inside its input folder (default ids)
     ("record", pa.string()),  # the record as JSON text; null when it could not be read
     ("read_error", pa.string()),  # "<field>: <problem>" when it could not be read
 ])
@@ -89,7 +93,8 @@ RESULT_FIELDS = ("id", "topics", "topic_scores", "paragraphs", "evidence", "clea
 
 
 def _input_row(position: Position, item) -> dict:
-    row = {"source_path": position.source, "source_row": position.row, "record": None, "read_error": None}
+    row = {"source_path": position.source, "source_row": position.row, "source_name": position.name,
+           "record": None, "read_error": None}
     if isinstance(item, ArticleError):
         row["read_error"] = item.message
         return row
@@ -100,14 +105,30 @@ def _input_row(position: Position, item) -> dict:
     return row
 
 
-class ArticleRecordsDatasource(FileBasedDatasource):
-    """Input files as rows (source_path, source_row, record as JSON text, read_error), read by
-    newstagger.inputs.read_stream. Each file is read in order by one task, so the positions are exact;
-    the record rule runs later, in the tagging actors."""
+# Ray Data parses every path as a URL, which drops tabs and line breaks (and lone surrogates, Python's
+# stand-ins for bytes that are not UTF-8) from it: such a file would be missed, or another one read twice
+_PATH_RAY_MANGLES = re.compile("[\t\n\r\ud800-\udfff]")
+RAY_PATH_PROBLEM = ("file: Ray Data cannot open a file whose name holds a tab, a line break or bytes that are "
+                    "not UTF-8; rename it, or tag it with --engine local")
 
-    def __init__(self, paths, *, limits: Limits = Limits(), columns=None, rows_per_block: int = ROWS_PER_READ_BLOCK,
-                 **kwargs):
+
+def _filesystem_path(path: str) -> str:
+    """A path as Ray Data hands it to a read task: a URI without its scheme (``s3://b/k`` -> ``b/k``,
+    ``file:///x`` -> ``/x``); an absolute local path as it is."""
+    return path.split("://", 1)[1] if is_uri(path) else path
+
+
+class ArticleRecordsDatasource(FileBasedDatasource):
+    """Input files as rows (source_path, source_row, source_name, record as JSON text, read_error), read
+    by newstagger.inputs.read_stream. Each file is read in order by one task, so the positions are exact;
+    the record rule runs later, in the tagging actors. ``names``: {file: its path inside the input folder
+    it was found in} (input_files' names), so that default ids are those of the local engine."""
+
+    def __init__(self, paths, *, names: dict[str, str] | None = None, limits: Limits = Limits(), columns=None,
+                 rows_per_block: int = ROWS_PER_READ_BLOCK, **kwargs):
         super().__init__(paths, **kwargs)
+        # In the object store, as Ray keeps its own path list: read tasks would each carry a copy otherwise
+        self._names_ref = ray.put({_filesystem_path(p): n for p, n in (names or {}).items()})
         self.limits = limits
         self.columns = columns
         self.rows_per_block = rows_per_block
@@ -119,7 +140,8 @@ class ArticleRecordsDatasource(FileBasedDatasource):
 
     def _read_stream(self, f, path: str):
         rows = []
-        for position, item in read_stream(f, path, format_of(path)[0], self.limits, self.columns):
+        name = ray.get(self._names_ref).get(path)  # None: a file named directly
+        for position, item in read_stream(f, path, format_of(path)[0], self.limits, self.columns, name):
             rows.append(_input_row(position, item))
             if len(rows) >= self.rows_per_block:
                 yield pa.Table.from_pylist(rows, schema=INPUT_SCHEMA)
@@ -161,7 +183,7 @@ class TaggingActor:
             items[i] = result if not isinstance(result, ArticleError) else result.at(None, items[i].id)
         out = []
         for row, item in zip(rows, items):
-            position = Position(row["source_path"], row["source_row"])
+            position = Position(row["source_path"], row["source_row"], row["source_name"])
             if isinstance(item, ArticleError):
                 record = {"id": item.record_id or position.default_id, **{k: None for k in RESULT_FIELDS[1:]},
                           "error": f"{position}: {item.message}"}
@@ -173,7 +195,7 @@ class TaggingActor:
 
     def _read(self, row: dict):
         """The row's Article, or the ArticleError that says why there is none."""
-        position = Position(row["source_path"], row["source_row"])
+        position = Position(row["source_path"], row["source_row"], row["source_name"])
         if row["read_error"] is not None:
             return ArticleError(row["read_error"], None, position.default_id)
         try:
@@ -366,7 +388,8 @@ def tag_ray(options: TagOptions) -> RunSummary:
         raise InputError(f"{model}: not a model folder (no config.json)")
     inputs = [_absolute(p) for p in check_inputs(options.inputs, options.columns, stdin_ok=False)]
     _check_apart(output, inputs)
-    files = list(input_files(inputs))
+    files = [(source, problem or (RAY_PATH_PROBLEM if _PATH_RAY_MANGLES.search(source) else None), name)
+             for source, problem, name in input_files(inputs)]
     summary = RunSummary(output=output, options=options_record(options))
     summary.options.update(model=model, inputs=inputs, num_threads=threads)
     if not prepare_output(output, options.overwrite):
@@ -386,14 +409,17 @@ def tag_ray(options: TagOptions) -> RunSummary:
         summary.startup_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        readable = [name for name, problem in files if problem is None]
+        readable = [source for source, problem, _ in files if problem is None]
+        names = {source: name for source, problem, name in files if problem is None and name is not None}
         # Reads and writes ask for no CPU: the actors may hold every CPU of the cluster, and a read task
         # waiting for one would stall the job (Ray Data does not preempt actors).
-        datasource = ArticleRecordsDatasource(readable, limits=options.limits, columns=options.columns.wanted())
+        datasource = ArticleRecordsDatasource(readable, names=names, limits=options.limits,
+                                              columns=options.columns.wanted())
         ds = ray.data.read_datasource(datasource, num_cpus=0)
-        unreadable = [_input_row(Position(name, None if format_of(name)[0] == "txt" else 1), ArticleError(problem))
-                      for name, problem in files if problem is not None]
-        if unreadable:  # dangling or looping links in an input folder: one error row each
+        unreadable = [_input_row(Position(source, None if format_of(source)[0] == "txt" else 1, name),
+                                 ArticleError(problem))
+                      for source, problem, name in files if problem is not None]
+        if unreadable:  # dangling or looping links in an input folder, names Ray cannot open: one error row each
             ds = ds.union(ray.data.from_arrow(pa.Table.from_pylist(unreadable, schema=INPUT_SCHEMA)))
         actor_options = dataclasses.replace(options, model=None, num_threads=threads)
         ds = ds.map_batches(

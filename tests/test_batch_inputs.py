@@ -132,6 +132,49 @@ def test_txt_files_and_folders(predictor, tmp_path):
     assert [p["score"] for p in out[3]["paragraphs"]] == pytest.approx(result.paragraph_scores, abs=1e-5)
 
 
+MISSING_TEXT = "text: missing (the record has neither 'paragraphs' nor 'text')"
+
+
+def test_same_named_files_in_sub_folders_get_distinct_ids(predictor, tmp_path):
+    """A record without an id is named by its file's path inside the input folder: two 2024.jsonl in two
+    sub-folders, or two story.txt, gave the same ids. A file named directly keeps its file name, and
+    errors name the full path."""
+    corpus = tmp_path / "corpus"
+    for sub in ("a", "b", "a/deep"):
+        (corpus / sub).mkdir(parents=True)
+        write_lines(corpus / sub / "2024.jsonl", [{"text": f"Talks in {sub}."}, {"title": "no text"}])
+    for sub in ("x", "y"):
+        (corpus / sub).mkdir()
+        (corpus / sub / "story.txt").write_text(f"Story {sub}.", encoding="utf-8")
+    (corpus / "y" / "gone.txt").symlink_to(tmp_path / "nowhere.txt")  # an error record, named the same way
+    counts, out = tag(predictor, [corpus, corpus / "b" / "2024.jsonl"], tmp_path)
+    assert [r["id"] for r in out] == ["a/2024.jsonl:1", "a/2024.jsonl:2", "a/deep/2024.jsonl:1",
+                                      "a/deep/2024.jsonl:2", "b/2024.jsonl:1", "b/2024.jsonl:2", "x/story.txt",
+                                      "y/gone.txt", "y/story.txt", "2024.jsonl:1", "2024.jsonl:2"]
+    b = corpus / "b" / "2024.jsonl"
+    assert [r["error"] for r in out if "error" in r] == [
+        f"{corpus / 'a' / '2024.jsonl'}:2: {MISSING_TEXT}", f"{corpus / 'a' / 'deep' / '2024.jsonl'}:2: {MISSING_TEXT}",
+        f"{b}:2: {MISSING_TEXT}", f"{corpus / 'y' / 'gone.txt'}: file: a dangling symbolic link (its target is missing)",
+        f"{b}:2: {MISSING_TEXT}"]
+    assert (counts.records, counts.errors) == (11, 5)
+
+
+def test_a_file_name_with_a_newline_is_quoted_in_its_one_line_error(predictor, tmp_path):
+    """A path in an error line is quoted (Python's escapes) when it holds a newline or another character
+    that would split or blur the line, and only then: a name with an inner space prints as it is."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    broken = write_lines(folder / "bad\nname.jsonl", [{"title": "no text"}])
+    tabbed = write_lines(folder / "tab\tname.jsonl", [{"title": "no text"}])
+    spaced = write_lines(folder / "two words.jsonl", [{"title": "no text"}])
+    counts, out = tag(predictor, [folder], tmp_path)
+    assert [r["error"] for r in out] == [f"{str(broken)!r}:1: {MISSING_TEXT}", f"{str(tabbed)!r}:1: {MISSING_TEXT}",
+                                         f"{spaced}:1: {MISSING_TEXT}"]
+    assert all(len(r["error"].splitlines()) == 1 and "\t" not in r["error"] for r in out)
+    assert [r["id"] for r in out] == ["bad\nname.jsonl:1", "tab\tname.jsonl:1", "two words.jsonl:1"]  # JSON strings
+    assert len(counts.summary().splitlines()) == 1  # the summary line quotes the first error
+
+
 def test_stdin_jsonl(predictor, source_records, tmp_path, monkeypatch):
     lines = [json.dumps(source_records[0]), json.dumps({"text": "No id here.\n\nSecond paragraph."}),
              json.dumps(source_records[1])]

@@ -185,3 +185,19 @@ def test_stdout_redirected_to_a_file_is_tagged_and_gets_no_run_record(tiny_model
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert [r["id"] for r in read_jsonl(out)] == ["a.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "out.jsonl"]
+
+
+def test_a_file_name_with_a_newline_stays_on_its_one_error_line(tiny_model_dir, tmp_path, capsys):
+    """`newstagger check` prints one problem per line and `tag` refuses an input in one line: a path holding
+    a newline is quoted there (a name with a space is not)."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    odd, spaced = folder / "bad\nname.jsonl", folder / "two words.jsonl"
+    for path in (odd, spaced):
+        path.write_text(json.dumps({"id": path.stem, "title": "no text"}) + "\n", encoding="utf-8")
+    assert cli_main(["check", str(folder)]) == 1
+    missing = "text: missing (the record has neither 'paragraphs' nor 'text')"
+    assert capsys.readouterr().err.splitlines() == [f"{str(odd)!r}:1: {missing}", f"{spaced}:1: {missing}"]
+    absent = folder / "no\nsuch.jsonl"
+    assert tag_main("--model", tiny_model_dir, absent) == 2
+    assert capsys.readouterr().err.splitlines() == [f"predict.py: error: {str(absent)!r}: no such file or folder"]

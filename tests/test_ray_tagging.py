@@ -20,7 +20,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from newstagger.cli import main as cli_main  # noqa: E402
 from newstagger.inputs import Limits  # noqa: E402
 from newstagger.predictor import ArticleError, Predictor  # noqa: E402
-from newstagger.ray_tagging import SUCCESS_FILE, connect, read_output  # noqa: E402
+from newstagger.ray_tagging import RAY_PATH_PROBLEM, SUCCESS_FILE, connect, read_output  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,3 +182,49 @@ def test_output_folder_with_other_files_is_refused(tiny_model_dir, corpus, tmp_p
     assert status == 2
     assert "notes.txt" in capsys.readouterr().err
     assert (output / "notes.txt").read_text() == "mine"
+
+
+def test_ray_gives_the_local_engines_ids_for_same_named_files_in_sub_folders(ray_instance, tiny_model_dir,
+                                                                             tmp_path):
+    """A record without an id is named by its file's path inside the input folder, on both engines alike:
+    two 2024.jsonl and two 2024.parquet in sub-folders, two story.txt, a dangling link. A file name holding
+    a newline, which Ray Data cannot open (it drops the newline from the path and read another file or
+    crashed), is one error row, its path quoted so the error stays on one line."""
+    corpus = tmp_path / "corpus"
+    for sub in ("a", "b"):
+        (corpus / sub).mkdir(parents=True)
+        lines = [json.dumps({"text": f"Talks resumed in {sub}."}), json.dumps({"title": "no text"})]
+        (corpus / sub / "2024.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        pq.write_table(pa.Table.from_pylist([{"id": None, "text": f"Sanctions in {sub}."},
+                                             {"id": "kept", "text": "An id of its own."}]),
+                       corpus / sub / "2024.parquet")
+    for sub in ("x", "y"):
+        (corpus / sub).mkdir()
+        (corpus / sub / "story.txt").write_text(f"A story from {sub}.", encoding="utf-8")
+    (corpus / "y" / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    ids = ["a/2024.jsonl:1", "a/2024.jsonl:2", "a/2024.parquet:1", "kept", "b/2024.jsonl:1", "b/2024.jsonl:2",
+           "b/2024.parquet:1", "kept", "x/story.txt", "y/gone.txt", "y/story.txt"]
+
+    local = tmp_path / "local.jsonl"
+    assert cli_main(["tag", "--model", str(tiny_model_dir), str(corpus), "--output", str(local)]) == 1
+    local_rows = [json.loads(line) for line in local.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in local_rows] == ids
+
+    (corpus / "z").mkdir()
+    odd = corpus / "z" / "new\nline.jsonl"
+    odd.write_text(json.dumps({"text": "An odd file name."}) + "\n", encoding="utf-8")
+    (corpus / "z" / "newline.jsonl").write_text(json.dumps({"text": "What Ray read instead."}) + "\n")
+    output = tmp_path / "tags"
+    assert main(["--model", str(tiny_model_dir), str(corpus), "--output", str(output), "--num-actors", "1",
+                 "--output-format", "jsonl"]) == 1
+    rows = read_output(output)
+    assert sorted(r["id"] for r in rows) == sorted(ids + ["z/new\nline.jsonl:1", "z/newline.jsonl:1"])
+    # Errors name the full path (here absolute on both engines), quoted when it holds a newline
+    errors = {r["id"]: r["error"] for r in rows if r["error"]}
+    assert errors.pop("z/new\nline.jsonl:1") == f"{str(odd)!r}:1: {RAY_PATH_PROBLEM}"
+    assert errors == {r["id"]: r["error"] for r in local_rows if "error" in r}
+    by_id = {r["id"]: r for r in rows if r["error"] is None}
+    for record in local_rows:
+        if "error" not in record and record["id"] != "kept":
+            assert (by_id[record["id"]]["clean_text"], by_id[record["id"]]["topics"]) == (record["clean_text"],
+                                                                                         record["topics"])
