@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .inputs import Article, ArticleError, Columns, Limits, check_inputs, iter_articles
+from .inputs import Article, ArticleError, Columns, Limits, check_inputs, iter_articles, show_path
 
 DEFAULT_LABELS = ("diplomacy", "sanctions", "press_freedom")
 
@@ -292,7 +292,7 @@ def check_files(paths: Sequence[str], labels: Sequence[str] | None = None, stric
         failed |= bool(result.problems)
         counts = Counter(t for a in result.articles for t in (a.topics or []))
         table = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items()))
-        print(f"{path}: {result.summary()}" + (f"; topics: {table}" if table else ""))
+        print(f"{show_path(str(path))}: {result.summary()}" + (f"; topics: {table}" if table else ""))
     return failed
 
 
