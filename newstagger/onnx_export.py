@@ -29,6 +29,22 @@ The int8 encoder (chosen by measurement, bench/bench_predict.py and ../shared/no
         each scale is the chunk's own: the fastest, but one scale for a whole paragraph ([CLS] and [SEP]
         outliers included) cost 0.04 topic F1 on a fully fine-tuned model.
     The manifest says which; the runtime obeys (a per-chunk graph always runs one chunk per call).
+  * SmoothQuant-style smoothing (Xiao et al. 2023), tried 2026-11-30 and not adopted: per-token int8 with
+    x' = x / s (an explicit Mul) and W' = diag(s) W, s_j = max|x_j|^a / max|W_j,:|^(1-a), max|x_j| from 512
+    texts of the training file; the code is on branch smoothquant-wip. On real_dev against torch fp32
+    (topic F1 0.8923, boilerplate F1 0.9083), paragraphs/s of the onnx backend relative to per-token-mixed:
+      recipe                          max Δtopic  decisions  flags   topic F1  bp F1   speed
+      per-token-mixed (default)       0.107       98.89%     99.74%  0.8967    0.9048  1.00
+      smoothed, down-proj fp32, a=0.5 0.048       99.17%     99.85%  0.8978    0.9064  0.995
+      smoothed, all int8, a=0.5       0.054       99.44%     99.36%  0.8807    0.8949  1.08*
+      smoothed, all int8, a=0.75      0.130       98.89%     99.77%  0.8875    0.9041  -
+      smoothed, down-proj, Q, K fp32  0.035       99.17%     99.81%  0.8913    0.9052  0.94*
+    (*: a training run held both cores, ~65 paragraphs/s; a first run at lighter load gave 0.63 for both.)
+    Smoothing halves the largest score difference (the mean one drops 40% on data/validation.jsonl), but no
+    recipe reaches issue 12's 0.02, not even with Q and K in fp32 (a quarter of the int8 MatMul work back
+    in fp32). Ablations on data/validation.jsonl: the Q and K projections (attention logits) cause most of
+    the score error; the down-projections stay too coarse even when smoothed (their GELU inputs
+    are one-sided: per-token asymmetric quantization, a zero point per row, is the next thing to try).
 """
 
 from __future__ import annotations
