@@ -92,6 +92,34 @@ def test_per_batch_activation_scales_would_break_invariance(onnx_dir, articles, 
     assert np.abs(alone - np.concatenate([s[1] for s in predictor.score(articles)])).max() > 1e-6
 
 
+
+def test_qkv_fp32_quantization_keeps_attention_fp32_and_is_batch_invariant(onnx_dir, articles, tmp_path):
+    """"per-token-qkv-fp32" (not the default): the fused Attention op, Q/K/V projections inside, stays fp32;
+    the down-projections' one-sided GELU inputs are quantized asymmetrically (a zero point per row, undone
+    with the weights' column sums): close to torch, and an article's scores do not depend on its batch."""
+    import onnx
+
+    from newstagger.onnx_export import export_encoder
+    from newstagger.runtime import OnnxEncoder
+
+    predictor = Predictor.from_pretrained(onnx_dir, backend="int8", paragraphs_per_pass=64)
+    graph = export_encoder(predictor.model, tmp_path / "qkv.onnx", "per-token-qkv-fp32")
+    nodes = onnx.load(str(graph)).graph.node
+    layers = predictor.model.config.encoder_config().num_hidden_layers
+    assert sum(n.op_type == "Attention" for n in nodes) == layers
+    assert not any(n.op_type in ("MultiHeadAttention", "MatMul") and "query" in n.name for n in nodes)
+    assert sum(n.op_type == "ReduceMin" for n in nodes) == layers  # one asymmetric input per layer: down's
+    assert sum(n.op_type == "MatMulIntegerToFloat" for n in nodes) == 3 * layers  # O, up, down
+    torch_scores = Predictor.from_pretrained(onnx_dir, backend="torch").score(articles)
+    predictor.engine.encode = OnnxEncoder(graph, {}, threads=2, micro_batch=64)
+    batched = predictor.score(articles)
+    for (t32, b32, _), (t8, b8, _) in zip(torch_scores, batched):
+        assert np.abs(t32 - t8).max() < 0.02 and np.abs(b32 - b8).max() < 0.02
+    for article, (t, b, _) in zip(articles, batched):
+        t1, b1, _ = predictor.score([article])[0]
+        assert np.abs(t - t1).max() < 1e-3 and np.abs(b - b1).max() < 1e-3
+
+
 BLOCK = """
 import json, sys
 class Block:
