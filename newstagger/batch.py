@@ -133,6 +133,8 @@ class RunSummary:
             line += f" (start-up {self.startup_seconds:.1f} s not included)"
         if self.first_error:
             line += f"; first error: {self.first_error}"
+        if not self.records:  # an empty file or folder is not an error, but a user should not miss it
+            line += "; the inputs held no records (empty files?)"
         return line
 
 

@@ -25,11 +25,22 @@ EXIT_RECORD_ERRORS = 1  # the run finished, but some records are error records (
 EXIT_USAGE = 2  # usage or input error: bad options, unreadable input, unusable output or model, bad config
 EXIT_CRASH = 3  # an unexpected error (a bug): set NEWSTAGGER_DEBUG=1 to see the traceback
 
-EXIT_CODES_HELP = """exit status:
-  0  all records tagged (check: all records valid)
-  1  some records failed: each is an error record "file:line: field: problem" (check: some records bad)
-  2  usage or input error: bad options or config, an input, output or model that cannot be used
-  3  crash: an unexpected error (NEWSTAGGER_DEBUG=1 shows the traceback)"""
+_EXIT_DONE = {"tag": ("all records tagged",
+                      'some records failed: each is an error record "file:line: field: problem"'),
+              "check": ("every record valid", 'some records are bad: each is listed as "file:line: field: problem"'),
+              "train": ("the model was saved (--skip-if-trained: it was already there)",), "evaluate": ("the report was written",),
+              "export": ("the export or push was made",), "serve": ("the server was stopped",)}
+
+
+def exit_codes_help(command: str | None = None) -> str:
+    """The exit-status table of ``command`` (None: every command's)."""
+    done = _EXIT_DONE.get(command, ("the command did its work (tag: every record tagged; check: every "
+                                    "record valid)", "tag and check: some records failed or are bad, each "
+                                    'named "file:line: field: problem"'))
+    lines = ["exit status:", f"  0  {done[0]}"] + ([f"  1  {done[1]}"] if len(done) > 1 else [])
+    return "\n".join(lines + [
+        "  2  usage or input error: bad options or config, an input, output or model that cannot be used",
+        "  3  crash: an unexpected error (NEWSTAGGER_DEBUG=1 shows the traceback)"])
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -89,11 +100,11 @@ def _runtime_arguments(parser: argparse.ArgumentParser, backend: str = "torch") 
 
 def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
+        prog=prog, formatter_class=_Formatter, epilog=exit_codes_help(),
         description="Tag news articles with topics and flag boilerplate paragraphs; train your own tagger.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    train = commands.add_parser("train", help="train a model", formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
+    train = commands.add_parser("train", help="train a model", formatter_class=_Formatter, epilog=exit_codes_help("train"),
                                 description="Train a model from a YAML config; overrides as key=value or --key value\n"
                                             "(any TrainingConfig key; trainer.KEY for any TrainingArguments option).")
     train.add_argument("--config", help="YAML config (see configs/); default: the built-in default config")
@@ -106,7 +117,7 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     parser.set_defaults(train_options={o for action in train._actions for o in action.option_strings})
 
     tag = commands.add_parser(
-        "tag", help="tag articles", formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
+        "tag", help="tag articles", formatter_class=_Formatter, epilog=exit_codes_help("tag"),
         description="Tag articles: one JSONL record per input record, in input order. A record that cannot be\n"
                     "tagged becomes {\"id\", \"error\": \"file:line: field: problem\"} and the run goes on.\n"
                     "--engine ray runs the same options on Ray Data actors and writes a folder of shards.")
@@ -142,7 +153,7 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
                      help="at least this many rows per output shard (default %(default)s)")
 
     evaluate = commands.add_parser("evaluate", help="score a model on a labelled file", formatter_class=_Formatter,
-                                   epilog=EXIT_CODES_HELP,
+                                   epilog=exit_codes_help("evaluate"),
                                    description="Evaluate a saved model on a labelled file (topics and/or flags).")
     evaluate.add_argument("--model", required=True, help="saved model folder")
     evaluate.add_argument("--data", required=True, help="labelled JSONL, CSV or Parquet file")
@@ -151,7 +162,7 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     _runtime_arguments(evaluate)
 
     check = commands.add_parser("check", help="validate training or evaluation files", formatter_class=_Formatter,
-                                epilog=EXIT_CODES_HELP,
+                                epilog=exit_codes_help("check"),
                                 description="Validate labelled files: every problem as file:line: field: problem.")
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--labels", help="comma-separated label names (default: any label; counts are printed)")
@@ -159,7 +170,7 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     _columns_arguments(check, labels=True)
 
     export = commands.add_parser("export", help="write a model's ONNX export, push a model to the Hub",
-                                 formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
+                                 formatter_class=_Formatter, epilog=exit_codes_help("export"),
                                  description="--onnx (the default action): write the ONNX export (int8 encoder, fp32\n"
                                              "heads) into the model folder (onnx/), for --backend onnx, which needs no\n"
                                              "torch. --push-to-hub OWNER/NAME: upload the folder (with its export, when\n"
@@ -170,7 +181,7 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     export.add_argument("--private", action="store_true", help="create the Hub repository as private")
 
     serve = commands.add_parser("serve", help="serve a model over HTTP", formatter_class=_Formatter,
-                                epilog=EXIT_CODES_HELP,
+                                epilog=exit_codes_help("serve"),
                                 description="Serve a model over HTTP (newstagger.serve): concurrent requests are\n"
                                             "micro-batched into Predictor calls.")
     serve.add_argument("--model", required=True, help="saved model folder")

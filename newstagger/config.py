@@ -246,6 +246,8 @@ _AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "encoder_micro_batch": 1, "m
              "max_positions": 1, "context_layers": 1, "context_heads": 1, "logging_steps": 1,
              "save_total_limit": 1, "num_threads": 1, "freeze_encoder_layers": 0, "early_stopping_patience": 0}
 _UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability", "title_echo_probability")
+_CHOICES = {"encoder_mode": ("finetune", "frozen"),
+            "problem_type": ("multi_label_classification", "single_label_classification", "auto")}
 
 
 def _check_ranges(config: TrainingConfig) -> None:
@@ -259,6 +261,11 @@ def _check_ranges(config: TrainingConfig) -> None:
     for key in _UNIT:
         if not 0 <= getattr(config, key) <= 1:
             raise ConfigError(f"config key {key}: must be in [0, 1], not {getattr(config, key)!r}")
+    from .configuration import TOPIC_POOLING  # the model's own list
+
+    for key, choices in {**_CHOICES, "topic_pooling": TOPIC_POOLING}.items():
+        if getattr(config, key) not in choices:
+            raise ConfigError(f"config key {key}: {getattr(config, key)!r} is not one of {', '.join(choices)}")
     seen = set()  # a label twice trains a head the saved folder's loader refuses, after the whole run
     for label in config.labels:
         if not str(label).strip():

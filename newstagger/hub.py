@@ -60,10 +60,12 @@ def resolve_model(name_or_path: str | Path, revision: str | None = None) -> Path
                                           local_files_only=offline))
     except Exception as e:  # huggingface_hub's own errors: offline miss, 401/404, connection
         if offline:
-            raise HubError(f"{repo_id}: not a local folder, and HF_HUB_OFFLINE=1 forbids fetching it from the "
-                           "Hugging Face Hub (no copy in the local Hub cache): unset HF_HUB_OFFLINE, or fetch it "
-                           f"where the Hub is reachable (hf download {repo_id} --local-dir DIR)") from None
-        raise HubError(f"{repo_id}: not a local folder, and the Hugging Face Hub did not give it ({_reason(e)})"
+            # Most often a mistyped local path (runs/nope reads as a Hub id too): say that first.
+            raise HubError(f"{repo_id}: no such model folder; read as a Hugging Face Hub id, HF_HUB_OFFLINE=1 "
+                           "forbids fetching it from the Hub (no copy in the local Hub cache): unset "
+                           f"HF_HUB_OFFLINE, or fetch it where the Hub is reachable (hf download {repo_id} "
+                           "--local-dir DIR)") from None
+        raise HubError(f"{repo_id}: no such model folder, and the Hugging Face Hub did not give it ({_reason(e)})"
                        ) from None
 
 

@@ -3,8 +3,12 @@
 
 The report format, used by train.py's eval_report.json and ``python -m newstagger.evaluate --json``:
 
-    {"topics": {"macro_f1", "micro_f1", "per_label": {label: {"precision", "recall", "f1", "support"}}},
+    {"topics": {"macro_f1", "micro_f1", "per_label": {label: {"precision", "recall", "f1", "support"}},
+                [labels_without_support]},
      "boilerplate": {"precision", "recall", "f1", "support"}}
+
+macro-F1 is the mean F1 of the labels the split has examples of (``labels_without_support`` lists the others,
+when there are any); micro-F1 counts every decision.
 """
 
 from __future__ import annotations
@@ -30,12 +34,19 @@ def topic_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence[str],
     y_true = y_true.astype(int)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0,
                                                  labels=list(range(len(labels))))
-    return {
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    # Macro-F1 over the labels the split has examples of: a label with none has no recall to measure, and
+    # counting its F1 as 0 would make a test set without press_freedom articles cost a third of the score.
+    # Its false positives still count in micro-F1 and its own row. The labels left out are listed.
+    present = [i for i in range(len(labels)) if s[i] > 0]
+    report = {
+        "macro_f1": float(np.mean([f[i] for i in present])) if present else 0.0,
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
         "per_label": {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                               "support": int(s[i])} for i, label in enumerate(labels)},
     }
+    if len(present) < len(labels):
+        report["labels_without_support"] = [labels[i] for i in range(len(labels)) if s[i] == 0]
+    return report
 
 
 def boilerplate_report(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict:
@@ -84,6 +95,9 @@ def format_report(report: dict, title: str = "") -> str:
         lines.append(f"{label:<16}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>10d}")
     lines.append(f"{'topics micro':<16}{'':>20}{report['topics']['micro_f1']:>10.3f}")
     lines.append(f"{'topics macro':<16}{'':>20}{report['topics']['macro_f1']:>10.3f}")
+    if report["topics"].get("labels_without_support"):
+        lines.append("  (macro over labels with examples; none of: "
+                     + ", ".join(report["topics"]["labels_without_support"]) + ")")
     if "confusion" in report["topics"]:
         names = list(report["topics"]["per_label"])
         lines.append("confusion (rows: true, columns: predicted): " + " ".join(n[:10] for n in names))
@@ -125,12 +139,16 @@ def single_label_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence
     true, pred = np.asarray(y_true).argmax(axis=1), np.asarray(y_prob).argmax(axis=1)
     ids = list(range(len(labels)))
     p, r, f, n = precision_recall_fscore_support(true, pred, labels=ids, zero_division=0)
-    return {"accuracy": float(accuracy_score(true, pred)),
-            "macro_f1": float(f1_score(true, pred, labels=ids, average="macro", zero_division=0)),
-            "micro_f1": float(f1_score(true, pred, labels=ids, average="micro", zero_division=0)),
-            "per_label": {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                                  "support": int(n[i])} for i, label in enumerate(labels)},
-            "confusion": confusion_matrix(true, pred, labels=ids).tolist()}
+    present = [i for i in ids if n[i] > 0]  # macro over labels with examples, as in topic_report
+    report = {"accuracy": float(accuracy_score(true, pred)),
+              "macro_f1": float(np.mean([f[i] for i in present])) if present else 0.0,
+              "micro_f1": float(f1_score(true, pred, labels=ids, average="micro", zero_division=0)),
+              "per_label": {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                    "support": int(n[i])} for i, label in enumerate(labels)},
+              "confusion": confusion_matrix(true, pred, labels=ids).tolist()}
+    if len(present) < len(ids):
+        report["labels_without_support"] = [labels[i] for i in ids if n[i] == 0]
+    return report
 
 
 def evaluate_articles(predictor, articles) -> dict:

@@ -149,15 +149,27 @@ class NewsTaggerModel(PreTrainedModel):
                                                       trust_remote_code=False, use_safetensors=True)
         return model
 
+    # What a model started from a trained one (from_trained) may set anew: the fresh topic head's pooling
+    # and the training-time settings (loss weights, dropout). Everything else describes the kept weights.
+    SETTABLE_ON_INIT = ("topic_pooling", "dropout", "boilerplate_loss_weight", "topic_loss_weight",
+                        "boilerplate_pos_weight", "topic_pos_weight")
+
     @classmethod
-    def from_trained(cls, folder: str, labels: Sequence[str], problem_type: str | None = None) -> "NewsTaggerModel":
+    def from_trained(cls, folder: str, labels: Sequence[str], problem_type: str | None = None,
+                     **settings) -> "NewsTaggerModel":
         """A model for new ``labels`` that keeps a trained model's encoder, context layer and boilerplate
-        head (and its boilerplate threshold) and gets a freshly initialised topic head."""
+        head (and its boilerplate threshold) and gets a freshly initialised topic head. ``settings``: any of
+        SETTABLE_ON_INIT (e.g. ``topic_pooling="mean"`` for the new head); ValueError for another key."""
+        other = set(settings) - set(cls.SETTABLE_ON_INIT)
+        if other:
+            raise ValueError(f"from_trained: {', '.join(sorted(other))} describe the kept weights and cannot be "
+                             f"changed (settable: {', '.join(cls.SETTABLE_ON_INIT)})")
         trained = cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
         values = trained.config.to_dict()
         for key in ("labels", "topic_thresholds", "id2label", "label2id", "problem_type", "architectures",
                     "transformers_version", "model_type", "dtype", "torch_dtype"):
             values.pop(key, None)
+        values.update(settings)
         model = cls(NewsTaggerConfig(labels=labels, problem_type=problem_type, **values))
         kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("topic_")}
         missing, unexpected = model.load_state_dict(kept, strict=False)

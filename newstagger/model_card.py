@@ -22,40 +22,67 @@ def base_model_id(name_or_path: str) -> str:
     return BASE_MODEL_IDS.get(name_or_path, Path(name_or_path).name)
 
 
+def dataset_type(path: str) -> str:
+    """The Hub's dataset type of a data file: csv, parquet or json (JSONL), by its suffix."""
+    name = str(path).lower().removesuffix(".gz")
+    return "csv" if name.endswith(".csv") else "parquet" if name.endswith(".parquet") else "json"
+
+
 def eval_results(reports: dict, dataset: str) -> list[EvalResult]:
-    """model-index entries for the test split (validation when there is no test split)."""
+    """model-index entries for the test split (validation when there is no test split). Boilerplate metrics
+    only when the split has flagged paragraphs; accuracy too for a single-label model."""
     split = "test" if "test" in reports else "validation"
     report = reports[split]
     common = dict(task_type="text-classification", task_name="Topic tagging and boilerplate flagging",
-                  dataset_type="json", dataset_name=dataset, dataset_split=split)
+                  dataset_type=dataset_type(dataset), dataset_name=dataset, dataset_split=split)
     results = [EvalResult(metric_type="f1", metric_name="topic macro-F1",
                           metric_value=round(report["topics"]["macro_f1"], 4), **common)]
-    for key, name in (("f1", "boilerplate F1"), ("precision", "boilerplate precision"), ("recall", "boilerplate recall")):
-        results.append(EvalResult(metric_type=key, metric_name=name,
-                                  metric_value=round(report["boilerplate"][key], 4), **common))
+    if "accuracy" in report["topics"]:
+        results.append(EvalResult(metric_type="accuracy", metric_name="topic accuracy",
+                                  metric_value=round(report["topics"]["accuracy"], 4), **common))
+    if report["boilerplate"]["support"]:
+        for key, name in (("f1", "boilerplate F1"), ("precision", "boilerplate precision"),
+                          ("recall", "boilerplate recall")):
+            results.append(EvalResult(metric_type=key, metric_name=name,
+                                      metric_value=round(report["boilerplate"][key], 4), **common))
     return results
 
 
 def build_model_card(final_dir: Path, model_config, training_config, reports: dict, sizes: dict, state=None) -> ModelCard:
     """The card of a model that will live at ``final_dir``."""
     labels = ", ".join(f"`{label}`" for label in model_config.labels)
-    thresholds = ", ".join(f"{k} {v:.3f}" for k, v in model_config.topic_thresholds.items())
+    single = model_config.problem_type == "single_label_classification"
+    kind = "single-label" if single else "multi-label"
+    topic_rule = ("the likeliest label (softmax over the labels; no topic threshold)" if single else
+                  "topics " + ", ".join(f"{k} {v:.3f}" for k, v in model_config.topic_thresholds.items()))
     epochs = f"{state.epoch:.1f}" if state is not None and state.epoch is not None else "?"
     best = f"{state.best_metric:.3f}" if state is not None and state.best_metric is not None else "?"
     tables = "\n\n".join(f"### {split}\n\n```\n{format_report(report)}\n```" for split, report in reports.items())
     base = base_model_id(training_config.base_model)
     data = ModelCardData(
         language="en", license="apache-2.0", library_name="newstagger", base_model=base,
-        pipeline_tag="text-classification", tags=["newstagger", "news", "multi-label", "boilerplate-detection"],
+        pipeline_tag="text-classification", tags=["newstagger", "news", kind, "boilerplate-detection"],
         datasets=[training_config.train_file], metrics=["f1", "precision", "recall"],
         model_name=final_dir.name, eval_results=eval_results(reports, training_config.train_file))
     encoder = ("frozen (only the context layer and heads trained)" if training_config.encoder_mode == "frozen"
                else f"fine-tuned (embeddings and first {training_config.freeze_encoder_layers} layers kept fixed)")
     counts = ", ".join(f"{label} {n}" for label, n in sizes.get("label_counts", {}).items())
+    started = training_config.init_from
+    flags_trained = sizes.get("flagged_train", 1) > 0
+    origin = "" if not started else (
+        f"\n- Started from `{started}`: its encoder, context layer and boilerplate head"
+        + (" were kept and trained further." if flags_trained else
+           " were kept unchanged (the training data has no paragraph flags), so its boilerplate judgement and "
+           "threshold are those of that model; only the topic head was trained."))
+    carved = training_config.validation_file is None
+    caveat = ("The validation split was carved from the training file and the thresholds were tuned on it: "
+              "its scores are optimistic; judge the model on the test split or on your own held-out articles."
+              if carved else "Validation scores are on the split the thresholds were tuned on (optimistic); the "
+              "test split is the fair estimate.")
     body = f"""
 # newstagger model `{final_dir.name}`
 
-Tags news articles with topics ({labels}, multi-label) and flags each paragraph that is boilerplate
+Tags news articles with topics ({labels}, {kind}) and flags each paragraph that is boilerplate
 (appeals, newsletter prompts, "Read more" links, credits, cookie text...) rather than reporting.
 Topics are computed from content paragraphs only, so an outlet's appeal about press freedom does not
 make a diplomacy story a press-freedom story.
@@ -81,8 +108,8 @@ or `newstagger tag --model {final_dir} articles.jsonl --output tags.jsonl`.
   position-from-start and position-from-end embeddings{' and relation features (cosine to the title, to the rest of the article, to the neighbours)' if model_config.relation_features else ''};
   boilerplate head on top.
 - Topic head: `{model_config.topic_pooling}` pooling over content paragraph vectors (flagged paragraphs are
-  kept out of the topics).
-- Thresholds (tuned on validation to maximise F1): topics {thresholds}; boilerplate
+  kept out of the topics).{origin}
+- Decision rule (thresholds tuned on validation to maximise F1): {topic_rule}; boilerplate
   {model_config.boilerplate_threshold:.3f}.
 
 ## Training
@@ -90,18 +117,22 @@ or `newstagger tag --model {final_dir} articles.jsonl --output tags.jsonl`.
 Data: {sizes.get('train')} train / {sizes.get('validation')} validation / {sizes.get('test')} test articles
 (`{training_config.train_file}`){'; train articles per label: ' + counts if counts else ''}; {epochs} epochs,
 batch {training_config.batch_size} articles, learning rate {training_config.learning_rate} (encoder) /
-{training_config.head_learning_rate} (heads), boilerplate augmentation {'on' if training_config.augment else 'off'},
-seed {training_config.seed}; best validation score (mean of topic macro-F1 and boilerplate F1 at 0.5) {best}.
+{training_config.head_learning_rate} (heads), boilerplate augmentation {'on' if training_config.augment and training_config.boilerplate_bank else 'off'},
+seed {training_config.seed}; best validation score (the mean of topic macro-F1 and boilerplate F1 at 0.5, of
+the tasks the validation split labels) {best}.
 
 ## Evaluation
+
+{caveat}
 
 {tables}
 
 ## Limitations
 
-Trained on a small hand-written English corpus; outlets and topics far from it will score lower.
-Thresholds were tuned on the validation split, whose outlets and some structural formats differ from the
-training split's.
+Trained on {sizes.get('train')} articles of `{training_config.train_file}`; outlets, languages and topics far
+from them will score lower. The boilerplate judgement comes from paragraph flags in the training data and from
+the outlets' furniture in the augmentation bank; a site whose furniture looks like none of it may keep some in
+the text, and short real lines (subheads, list items) may be flagged.
 """
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, Training
 
 from .config import ConfigError, TrainingConfig, resolve_base_model
 from .data import Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles
-from .metrics import evaluate_articles, evaluation_report, format_report, tune_thresholds
+from .metrics import evaluate_articles, evaluation_report, format_report, single_label_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors
 from .model_card import write_model_card
 from .model_folder import read_model_folder
@@ -78,7 +78,7 @@ class ArticleCollator:
         return pack_articles(self.tokenizer, articles, self.labels, self.max_paragraph_tokens)
 
 
-def make_compute_metrics(labels):
+def make_compute_metrics(labels, single_label: bool = False):
     def compute_metrics(eval_pred):
         bp_logits, topic_logits = eval_pred.predictions
         bp_labels, topic_labels, topic_mask = eval_pred.label_ids
@@ -86,9 +86,13 @@ def make_compute_metrics(labels):
         rows = topic_mask.astype(bool)
         report = evaluation_report(topic_labels[rows], 1 / (1 + np.exp(-topic_logits[rows])), bp_labels[known],
                                    1 / (1 + np.exp(-bp_logits[known])), labels, 0.5, 0.5)
+        if single_label and rows.any():  # the likeliest label, as the single-label Predictor decides
+            report["topics"] = single_label_report(topic_labels[rows], topic_logits[rows], labels)
         topic_f1, bp_f1 = report["topics"]["macro_f1"], report["boilerplate"]["f1"]
-        # One number for early stopping and best-model selection: both tasks count equally.
-        return {"topic_macro_f1": topic_f1, "boilerplate_f1": bp_f1, "score": (topic_f1 + bp_f1) / 2}
+        # One number for early stopping and best-model selection: the tasks the validation split labels,
+        # counted equally (a split without flags, or without topics, is scored on the other task alone).
+        scored = [f1 for f1, present in ((topic_f1, rows.any()), (bp_f1, known.any())) if present]
+        return {"topic_macro_f1": topic_f1, "boilerplate_f1": bp_f1, "score": float(np.mean(scored or [0.0]))}
     return compute_metrics
 
 
@@ -134,9 +138,14 @@ def resolve_problem_type(problem_type: str, articles: list[Article]) -> str:
     choices = ("multi_label_classification", "single_label_classification")
     if problem_type == "auto":
         labelled = [a for a in articles if a.topics is not None]
-        single = bool(labelled) and all(len(a.topics) == 1 for a in labelled)
-        problem_type = choices[1] if single else choices[0]
-        logger.warning("problem_type auto: %s", problem_type)
+        other = [a for a in labelled if len(a.topics) != 1]
+        problem_type = choices[1] if labelled and not other else choices[0]
+        # Say why: one empty label cell in a single-label CSV is enough to make the whole model multi-label.
+        why = (f"every one of the {len(labelled)} labelled articles has exactly one topic" if problem_type == choices[1]
+               else "no article has topics" if not labelled else
+               f"{len(other)} of {len(labelled)} labelled articles have no topic or several, e.g. "
+               + ", ".join(f"{a.id} ({len(a.topics)})" for a in other[:3]))
+        logger.warning("problem_type auto: %s (%s)", problem_type, why)
     if problem_type not in choices:
         from .data import DataError
 
@@ -167,6 +176,9 @@ def check_output_dir(output_dir: Path) -> None:
     if not ours and (output_dir.is_file() or any(output_dir.iterdir())):
         raise ConfigError(f"output_dir {output_dir}: exists and is not a newstagger model folder; "
                           "choose another output_dir (training replaces the folder whole)")
+    if ours:  # as Trainer-based tools do, a new run replaces its model; say so before hours of training
+        logger.warning("output_dir %s holds a model: it will be replaced (with its onnx/ export) when this run "
+                       "saves; the old one stays until then", output_dir)
 
 
 def check_trainable(config: TrainingConfig, train: list[Article], validation: list[Article]) -> None:
@@ -187,10 +199,20 @@ def check_trainable(config: TrainingConfig, train: list[Article], validation: li
                 if not any(label in (a.topics or []) for a in train):
                     problems.append(f"{config.train_file}: topics: label {label!r} has no positive example "
                                     "(drop it from labels, or add articles about it)")
-    if config.encoder_mode not in ("finetune", "frozen"):
-        problems.append(f"encoder_mode: {config.encoder_mode!r} is not 'finetune' or 'frozen'")
     if problems:
         raise DataError(problems)
+
+
+def check_paths(config: TrainingConfig) -> None:
+    """Refuse, before any data is read, a config naming a model folder or bank that is not there."""
+    if config.init_from:
+        read_model_folder(config.init_from)  # ModelFolderError (exit 2) for a folder that is not a trained model
+    if config.augment and config.boilerplate_bank and not Path(config.boilerplate_bank).is_file():
+        raise ConfigError(
+            f"boilerplate_bank {config.boilerplate_bank}: no such file (augmentation re-dresses training articles "
+            "with these outlets' furniture; the default names data/source/boilerplate_bank.jsonl of a newstagger "
+            "checkout, relative to the current folder: give its path, or boilerplate_bank=null to train without "
+            "augmentation)")
 
 
 def is_trained(config: TrainingConfig) -> bool:
@@ -241,7 +263,7 @@ def _readable_as_umask_allows(folder: Path) -> None:
 
 
 def build_augmenter(config: TrainingConfig, train: list[Article], seed: int):
-    if not config.augment or not config.boilerplate_bank or not Path(config.boilerplate_bank).exists():
+    if not config.augment or not config.boilerplate_bank:
         return None
     entries = load_bank(config.boilerplate_bank)
     # Only outlets seen in training: validation and test outlets must stay unseen.
@@ -257,6 +279,7 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
         logger.warning("%s already holds a model trained from this config and data: skipping training", output_dir)
         return output_dir
     check_output_dir(output_dir)
+    check_paths(config)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     set_seed(config.seed)
@@ -279,9 +302,15 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     check_trainable(config, train_articles, validation)
 
     if config.init_from:
-        read_model_folder(config.init_from)  # ModelFolderError (exit 2) for a folder that is not a trained model
         # Keep a trained model's encoder, context layer and boilerplate head; a fresh topic head for these labels.
-        model = NewsTaggerModel.from_trained(config.init_from, labels, problem_type)
+        wanted = config.model_kwargs()
+        settable = NewsTaggerModel.SETTABLE_ON_INIT
+        model = NewsTaggerModel.from_trained(config.init_from, labels, problem_type,
+                                             **{k: v for k, v in wanted.items() if k in settable})
+        kept = {k: getattr(model.config, k) for k in wanted if k not in settable and hasattr(model.config, k)}
+        differing = [f"{k}={kept[k]!r} (config: {wanted[k]!r})" for k in kept if kept[k] != wanted[k]]
+        if differing:  # the kept weights were built for these; the config's values cannot apply
+            logger.warning("init_from %s: kept from the trained model: %s", config.init_from, ", ".join(differing))
         tokenizer = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=False)
         if not any(a.boilerplate is not None for a in train_articles):
             # No flags to learn from: the boilerplate judgement stays exactly as trained, and topic pooling
@@ -360,7 +389,7 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
                                      title_echo_probability=config.title_echo_probability if config.augment else 0.0),
         eval_dataset=ArticleDataset(validation),
         data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens, vectors),
-        compute_metrics=make_compute_metrics(labels),
+        compute_metrics=make_compute_metrics(labels, problem_type == "single_label_classification"),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
         head_learning_rate=config.head_learning_rate,
     )
@@ -396,7 +425,8 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
         label_counts = {label: sum(label in (a.topics or []) for a in train_articles) for label in labels}
         write_model_card(folder, output_dir, model.config, config, reports,
                          {"train": len(train_articles), "validation": len(validation), "test": len(test),
-                          "label_counts": label_counts}, trainer.state)
+                          "label_counts": label_counts,
+                          "flagged_train": sum(a.boilerplate is not None for a in train_articles)}, trainer.state)
 
     save_folder_atomically(output_dir, write)
     logger.warning("model saved to %s", output_dir)

@@ -77,7 +77,10 @@ def test_newstagger_trains_on_the_csv_and_tags(bench, corpus, root, tmp_path, mo
     assert sorted(tagger.labels) == sorted(bench.LABELS)
     _, test = _rows(corpus["test"]["path"])
     result = tagger.predict(test[0]["body"])
-    assert len(result.topics) == 1 and result.topics[0] in bench.LABELS
+    # single-label: one topic, the likeliest; none only when every paragraph is flagged (a 3-step tiny
+    # model's boilerplate head sits near its threshold, so either can happen)
+    assert len(result.topics) == (1 if not all(result.boilerplate) else 0)
+    assert set(result.topics) <= set(bench.LABELS)
     assert len(result.boilerplate) == len(test[0]["body"].split("\n\n"))
     report = json.loads((folder / "eval_report.json").read_text())["test"]["topics"]
     assert sum(map(sum, report["confusion"])) == len(test) and 0 <= report["accuracy"] <= 1

@@ -37,10 +37,14 @@ def test_help_lists_the_subcommands_and_the_exit_codes():
     out = done.stdout.decode()
     for command in ("train", "tag", "evaluate", "check", "export", "serve"):
         assert f"    {command}" in out
-    for code in ("0  all records tagged", "1  some records failed", "2  usage or input error", "3  crash"):
+    for code in ("0  the command did its work", "1  tag and check: some records failed", "2  usage or input error",
+                 "3  crash"):
         assert code in out
-    tag_help = subprocess.run([str(SCRIPT), "tag", "--help"], capture_output=True, env=ENV, timeout=120)
-    assert "--engine {local,ray}" in tag_help.stdout.decode() and "3  crash" in tag_help.stdout.decode()
+    tag_help = subprocess.run([str(SCRIPT), "tag", "--help"], capture_output=True, env=ENV, timeout=120).stdout.decode()
+    assert "--engine {local,ray}" in tag_help and "0  all records tagged" in tag_help and "3  crash" in tag_help
+    # a command that has no error records does not promise them
+    train_help = subprocess.run([str(SCRIPT), "train", "--help"], capture_output=True, env=ENV, timeout=120).stdout.decode()
+    assert "0  the model was saved" in train_help and "records" not in train_help.split("exit status:")[1]
 
 
 def test_check_exit_codes(tmp_path, capsys):

@@ -34,6 +34,9 @@ def test_overrides_are_typed(default):
     ("labels=diplomacy,sanctions,diplomacy", "config key labels: 'diplomacy' is given twice"),
     ("labels=[diplomacy, '  ']", "config key labels: an empty label name"),
     ("title_echo_probability=1.5", "config key title_echo_probability: must be in [0, 1], not 1.5"),
+    ("encoder_mode=froze", "config key encoder_mode: 'froze' is not one of finetune, frozen"),
+    ("topic_pooling=max", "config key topic_pooling: 'max' is not one of top2, attention, mean"),
+    ("problem_type=single", "config key problem_type: 'single' is not one of multi_label_classification"),
 ])
 def test_wrong_overrides_name_the_key_value_and_type(default, override, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("[", r"\[")):

