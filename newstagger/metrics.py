@@ -34,19 +34,23 @@ def topic_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence[str],
     y_true = y_true.astype(int)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0,
                                                  labels=list(range(len(labels))))
-    # Macro-F1 over the labels the split has examples of: a label with none has no recall to measure, and
-    # counting its F1 as 0 would make a test set without press_freedom articles cost a third of the score.
-    # Its false positives still count in micro-F1 and its own row. The labels left out are listed.
-    present = [i for i in range(len(labels)) if s[i] > 0]
-    report = {
-        "macro_f1": float(np.mean([f[i] for i in present])) if present else 0.0,
+    return {
+        **_macro_f1(f, s, labels),
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
         "per_label": {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                               "support": int(s[i])} for i, label in enumerate(labels)},
     }
+
+
+def _macro_f1(f1: np.ndarray, support: np.ndarray, labels: Sequence[str]) -> dict:
+    """{"macro_f1"[, "labels_without_support"]}: the mean F1 of the labels the split has examples of. A label
+    with none has no recall to measure, and counting its F1 as 0 would make a test set without press_freedom
+    articles cost a third of the score; its false positives still count in micro-F1 and its own row."""
+    present = [i for i in range(len(labels)) if support[i] > 0]
+    out = {"macro_f1": float(np.mean([f1[i] for i in present])) if present else 0.0}
     if len(present) < len(labels):
-        report["labels_without_support"] = [labels[i] for i in range(len(labels)) if s[i] == 0]
-    return report
+        out["labels_without_support"] = [labels[i] for i in range(len(labels)) if support[i] == 0]
+    return out
 
 
 def boilerplate_report(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict:
@@ -139,16 +143,12 @@ def single_label_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence
     true, pred = np.asarray(y_true).argmax(axis=1), np.asarray(y_prob).argmax(axis=1)
     ids = list(range(len(labels)))
     p, r, f, n = precision_recall_fscore_support(true, pred, labels=ids, zero_division=0)
-    present = [i for i in ids if n[i] > 0]  # macro over labels with examples, as in topic_report
-    report = {"accuracy": float(accuracy_score(true, pred)),
-              "macro_f1": float(np.mean([f[i] for i in present])) if present else 0.0,
-              "micro_f1": float(f1_score(true, pred, labels=ids, average="micro", zero_division=0)),
-              "per_label": {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                                    "support": int(n[i])} for i, label in enumerate(labels)},
-              "confusion": confusion_matrix(true, pred, labels=ids).tolist()}
-    if len(present) < len(ids):
-        report["labels_without_support"] = [labels[i] for i in ids if n[i] == 0]
-    return report
+    return {"accuracy": float(accuracy_score(true, pred)),
+            **_macro_f1(f, n, labels),
+            "micro_f1": float(f1_score(true, pred, labels=ids, average="micro", zero_division=0)),
+            "per_label": {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                  "support": int(n[i])} for i, label in enumerate(labels)},
+            "confusion": confusion_matrix(true, pred, labels=ids).tolist()}
 
 
 def evaluate_articles(predictor, articles) -> dict:
