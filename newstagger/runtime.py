@@ -155,13 +155,20 @@ def load_model(folder: Path):
     from .model import NewsTaggerModel
     from .model_folder import WEIGHTS, ModelFolderError
 
+    from transformers.utils import logging as hf_logging
+
     weights = Path(folder) / WEIGHTS
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: noise on every `newstagger tag`
     try:
         model, info = NewsTaggerModel.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False,
                                                       output_loading_info=True)
     except RuntimeError as e:  # transformers refuses tensors of the wrong shape (ignore_mismatched_sizes=False)
         raise ModelFolderError(f"{weights}: does not match config.json: tensors of other shapes than the "
                                f"config describes ({str(e).splitlines()[0]})") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         keys = sorted(map(str, info.get(kind) or ()))
         if keys:

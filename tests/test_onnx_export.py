@@ -37,7 +37,7 @@ def snapshot(folder):
 def test_export_is_written_by_export_only(onnx_dir, tiny_model_dir):
     manifest = json.loads((onnx_dir / "onnx" / "manifest.json").read_text())
     assert {manifest["encoder"], manifest["heads"]} <= {p.name for p in (onnx_dir / "onnx").iterdir()}
-    assert len(manifest["weights_sha256"]) == 64 and manifest["quantization"] == "per-token-mixed"
+    assert len(manifest["weights_sha256"]) == 64 and manifest["quantization"] == "per-token-qkv-fp32"
     before = snapshot(onnx_dir)
     Predictor.from_pretrained(onnx_dir, backend="onnx").predict("One paragraph.\n\nAnother one.")
     assert snapshot(onnx_dir) == before  # loading and tagging write nothing into the model folder
@@ -94,7 +94,7 @@ def test_per_batch_activation_scales_would_break_invariance(onnx_dir, articles, 
 
 
 def test_qkv_fp32_quantization_keeps_attention_fp32_and_is_batch_invariant(onnx_dir, articles, tmp_path):
-    """"per-token-qkv-fp32" (not the default): the fused Attention op, Q/K/V projections inside, stays fp32;
+    """"per-token-qkv-fp32" (the default): the fused Attention op, Q/K/V projections inside, stays fp32;
     the down-projections' one-sided GELU inputs are quantized asymmetrically (a zero point per row, undone
     with the weights' column sums): close to torch, and an article's scores do not depend on its batch."""
     import onnx
@@ -118,6 +118,35 @@ def test_qkv_fp32_quantization_keeps_attention_fp32_and_is_batch_invariant(onnx_
     for article, (t, b, _) in zip(articles, batched):
         t1, b1, _ = predictor.score([article])[0]
         assert np.abs(t - t1).max() < 1e-3 and np.abs(b - b1).max() < 1e-3
+
+
+def test_fp32_export_from_the_cli_matches_torch_and_the_int8_backend_stays_int8(onnx_dir, articles, tmp_path,
+                                                                                monkeypatch, capsys):
+    """`newstagger export --onnx --quantization fp32`: the encoder unquantized, for who needs torch's
+    scores; the int8 backend never runs that graph (it takes its int8 graph from the cache instead)."""
+    import onnx
+
+    from newstagger import cli
+
+    monkeypatch.setenv("NEWSTAGGER_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    shutil.copytree(onnx_dir, folder, ignore=shutil.ignore_patterns("onnx"))
+    assert cli.main(["export", "--model", str(folder), "--quantization", "int4"]) == cli.EXIT_USAGE
+    assert "--quantization: must be one of" in capsys.readouterr().err
+    assert not (folder / "onnx").exists()
+    assert cli.main(["export", "--onnx", "--model", str(folder), "--quantization", "fp32"]) == cli.EXIT_OK
+    manifest = json.loads((folder / "onnx" / "manifest.json").read_text())
+    assert manifest["quantization"] == "fp32" and manifest["encoder"] == "encoder-fp32.onnx"
+    ops = {n.op_type for n in onnx.load(str(folder / "onnx" / manifest["encoder"])).graph.node}
+    assert not ops & {"MatMulIntegerToFloat", "DynamicQuantizeLinear", "QuantizeLinear"}
+    torch_scores = Predictor.from_pretrained(folder, backend="torch").score(articles)
+    onnx_scores = Predictor.from_pretrained(folder, backend="onnx").score(articles)
+    for (t32, b32, _), (t, b, _) in zip(torch_scores, onnx_scores):
+        assert np.abs(t32 - t).max() < 1e-4 and np.abs(b32 - b).max() < 1e-4
+    int8 = Predictor.from_pretrained(folder, backend="int8")
+    int8.score(articles[:1])
+    (entry,) = (tmp_path / "cache").iterdir()  # the int8 graph came from the cache, not the fp32 export
+    assert json.loads((entry / "manifest.json").read_text())["quantization"] != "fp32"
 
 
 BLOCK = """

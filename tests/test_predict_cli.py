@@ -130,6 +130,17 @@ def test_newstagger_tag_and_predict_py_write_the_same_bytes(tiny_model_dir, corp
     assert by_cli.read_bytes().count(b"\n") == 21
 
 
+def test_loading_a_model_prints_no_progress_bar_of_transformers(tiny_model_dir, corpus, tmp_path):
+    """transformers 5 draws a "Loading weights" bar on every from_pretrained: noise in each tagging run's log."""
+    small = tmp_path / "two.jsonl"
+    small.write_bytes(b"".join(corpus.read_bytes().splitlines(keepends=True)[:2]))
+    done = subprocess.run([str(Path(sys.executable).parent / "newstagger"), "tag", "--model", str(tiny_model_dir),
+                           "--backend", "torch", "--num-threads", "1", str(small), "-o", str(tmp_path / "o.jsonl")],
+                          capture_output=True, cwd=ROOT, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "records: 2, tagged: 2" in done.stderr.decode() and "Loading weights" not in done.stderr.decode()
+
+
 # The tests below call the CLI's main() in-process: the same code, without a subprocess's start-up time.
 
 def tag_main(*argv) -> int:
