@@ -180,7 +180,7 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     export.add_argument("--quantization", default=None, metavar="SCHEME",
                         help="how --onnx quantizes the encoder: per-token-qkv-fp32 (default), per-token-mixed,\n"
                              "per-token, per-chunk, or fp32 (no quantization: scores within 1e-4 of torch,\n"
-                             "about half the speed); see newstagger.onnx_export")
+                             "about 60%% of the int8 speed); see newstagger.onnx_export")
     export.add_argument("--push-to-hub", metavar="OWNER/NAME", help="Hub repository to upload the folder to")
     export.add_argument("--private", action="store_true", help="create the Hub repository as private")
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,6 +150,18 @@ def test_fp32_export_from_the_cli_matches_torch_and_the_int8_backend_stays_int8(
     assert json.loads((entry / "manifest.json").read_text())["quantization"] != "fp32"
 
 
+def test_export_from_the_console_prints_the_folder_and_no_exporter_noise(onnx_dir, tmp_path):
+    """torch's exporters warn about their own internals (tracer notes, torchvision ops, deprecations):
+    nothing a user can act on, so `newstagger export` shows none of it."""
+    folder = tmp_path / "model"
+    shutil.copytree(onnx_dir, folder, ignore=shutil.ignore_patterns("onnx"))
+    done = subprocess.run([str(Path(sys.executable).parent / "newstagger"), "export", "--model", str(folder)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == str(folder / "onnx")
+    assert not re.search(r"Warning|torchvision|W\d{4} ", done.stderr), done.stderr[-3000:]
+
+
 BLOCK = """
 import json, sys
 class Block:
@@ -205,7 +218,7 @@ def test_fidelity_and_batch_invariance_on_real_news(root, real_dev):
     assert len(invariance) == 6, report[-3000:]
     assert all(float(d) <= 1e-3 and t == "0" and f == "0" for d, t, f in invariance), report[-3000:]
     if out.returncode != 0:
-        # Known shortfall (README, Serve): on the default model, whose whole encoder is fine-tuned, int8 costs
-        # 0.024 topic macro-F1 and 0.008 boilerplate F1 against fp32, over issue 12's bars.
+        # Known shortfall (README, "int8, ONNX and speed"): the default int8 export moves a topic score by up
+        # to 0.062 on real_dev, over issue 12's 0.02 (its decisions, flags and F1 meet the bars).
         assert "missed:" in report, report[-3000:]
         pytest.xfail("int8 fidelity bars missed on runs/default: " + report.split("missed:")[1].splitlines()[0][:300])
