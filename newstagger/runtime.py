@@ -152,10 +152,10 @@ def load_model(folder: Path):
     """The NewsTaggerModel of a validated folder, in eval mode. Raises ModelFolderError when the weights do
     not fill the model config.json describes exactly: transformers would otherwise only log the missing
     (randomly initialised), unexpected or mismatched tensors and the model would tag garbage."""
+    from transformers.utils import logging as hf_logging
+
     from .model import NewsTaggerModel
     from .model_folder import WEIGHTS, ModelFolderError
-
-    from transformers.utils import logging as hf_logging
 
     weights = Path(folder) / WEIGHTS
     bars = hf_logging.is_progress_bar_enabled()
