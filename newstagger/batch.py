@@ -99,6 +99,10 @@ class TagOptions:
                 raise InputError("--site-repeat reads the inputs twice, which stdin cannot do; pass files")
             if self.ray_address or self.num_actors:
                 raise InputError("--ray-address and --num-actors work with --engine ray only")
+            suffixes = [x.lower() for x in Path(str(self.output or "")).suffixes[-2:]]
+            if {".parquet", ".csv", ".gz", ".arrow"} & set(suffixes):  # it would hold plain JSONL lines
+                raise InputError(f"--output {self.output}: the local engine writes plain JSONL (name it .jsonl); "
+                                 "for Parquet use --engine ray --output-format parquet")
 
 
 @dataclass
@@ -111,7 +115,7 @@ class RunSummary:
     paragraphs: int = 0  # paragraphs tagged by this run
     seconds: float = 0.0  # this run's reading and tagging time
     startup_seconds: float = 0.0  # Ray: connecting to or starting Ray
-    first_error: str | None = None  # of this run, shown in the summary so a failure is visible at once
+    first_error: str | None = None  # the output's first (an earlier run's, resumed), shown so a failure is seen
     output: str = ""
     skipped: bool = False  # Ray: the output folder was already complete
     options: dict = field(default_factory=dict)
@@ -339,16 +343,20 @@ def run_record_path(output: Path) -> Path:
 
 def run_signature(options: TagOptions) -> dict:
     """What decides an output record's content: the model (SHA-256 of its weights and of its config.json,
-    where the thresholds live), the backend, the limits, the columns and --site-repeat. Micro-batch, chunk
-    size, threads and device are left out: every backend gives an article the same result whatever it is
-    batched with."""
+    where the thresholds live), the backend and the ONNX encoder graph it runs (quantization, recipe), the
+    limits, the columns and --site-repeat. Micro-batch, chunk size, threads and device are left out: every
+    backend gives an article the same result whatever it is batched with."""
     from .model_folder import weights_digest
+    from .onnx_export import graph_identity
 
     model = options.model
     folder = Path(model) if isinstance(model, (str, Path)) else None
     if folder is not None and (folder / "config.json").is_file():  # by content: a moved copy is the same model
         signature = {"weights_sha256": weights_digest(folder),
                      "config_sha256": hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()}
+        graph = graph_identity(folder, options.backend)
+        if graph is not None:
+            signature["encoder_graph"] = graph
     else:  # a Hub id, or a ready Predictor
         signature = {"model": str(model) if folder is not None else type(model).__name__}
     limits = getattr(model, "limits", None) or options.limits  # a ready Predictor has its own
@@ -373,7 +381,8 @@ def check_run_record(output: Path, signature: dict) -> str | None:
         raise InputError(f"{path}: not a run record; start over with --overwrite")
     differ = sorted(k for k in set(recorded) | set(signature) if recorded.get(k) != signature.get(k))
     if differ:
-        names = {"weights_sha256": "model weights", "config_sha256": "model config (labels, thresholds)"}
+        names = {"weights_sha256": "model weights", "config_sha256": "model config (labels, thresholds)",
+                 "encoder_graph": "ONNX encoder graph (quantization or recipe: the export was redone)"}
         raise InputError(f"--resume: {output} was written with another {', '.join(names.get(k, k) for k in differ)} "
                          f"(see {path.name}); resume with the same model and options, or start over with --overwrite")
     return None
@@ -399,6 +408,7 @@ class _Written:
     last_id: object
     keep: int  # bytes to keep: up to the end of the last complete record
     size: int
+    first_error: str | None = None  # the message of the first error record
 
 
 def scan_output(path: Path) -> _Written:
@@ -406,7 +416,7 @@ def scan_output(path: Path) -> _Written:
     every complete line must be one of our records, except zero bytes or blank lines at the end (what a
     crash before fsync leaves); a last line without its newline is a torn record."""
     records = errors = keep = offset = 0
-    first_id = last_line = None
+    first_id = last_line = first_error = None
     junk = False  # seen a blank or zero-filled line after the records
 
     def refuse(line_number: int):
@@ -432,6 +442,7 @@ def scan_output(path: Path) -> _Written:
                     raise refuse(number) from None
                 first_id = record["id"] if records == 0 else first_id
                 errors += "error" in record
+                first_error = first_error or (str(record["error"]) if "error" in record else None)
             records += 1
             last_line, keep = body, offset
     last_id = None
@@ -440,7 +451,7 @@ def scan_output(path: Path) -> _Written:
             last_id = json.loads(last_line)["id"]
         except (ValueError, KeyError, TypeError):
             raise refuse(records) from None
-    return _Written(records, errors, first_id, last_id, keep, size)
+    return _Written(records, errors, first_id, last_id, keep, size, first_error)
 
 
 def _skip_written(items: Iterator, written: _Written, output: Path) -> None:
@@ -564,6 +575,7 @@ def tag_local(options: TagOptions) -> RunSummary:
         progress = sys.stderr.isatty() and not (output is None and sys.stdout.isatty())
     if written is not None:
         summary.resumed, summary.errors = written.records, written.errors
+        summary.first_error = written.first_error  # the output's first, which may be the earlier run's
         summary.records, summary.tagged = written.records, written.records - written.errors
         if written.keep < written.size:
             with open(output, "r+b") as f:

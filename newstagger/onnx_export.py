@@ -432,6 +432,26 @@ def _cached(cache: Path, digest: str, quantization: str) -> dict | None:
     return manifest
 
 
+def _int8_backend_runs(manifest: dict | None) -> bool:
+    """Whether the int8 backend runs a folder's export (an fp32 one it leaves to the onnx backend)."""
+    return manifest is not None and manifest.get("quantization") != "fp32"
+
+
+def graph_identity(model_dir: str | Path, backend: str) -> dict | None:
+    """What, beside the weights, decides the results of ``backend`` on a model folder: the quantization and
+    GRAPH_RECIPE of the encoder graph it would run (None for torch). Read without loading anything, for the
+    run record that keeps one output from mixing two exports (newstagger.batch.run_signature)."""
+    if backend == "torch":
+        return None
+    try:
+        manifest = json.loads((Path(model_dir) / ONNX_DIR / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None  # none, or unreadable: loading the backend says which
+    if manifest is not None and (backend == "onnx" or _int8_backend_runs(manifest)):
+        return {"quantization": manifest.get("quantization"), "graph_recipe": manifest.get("graph_recipe")}
+    return {"quantization": DEFAULT_QUANTIZATION, "graph_recipe": GRAPH_RECIPE} if backend == "int8" else None
+
+
 def encoder_graph(model_dir: Path, digest: str, model) -> tuple[Path, dict]:
     """(encoder graph, manifest) for the int8 backend: the folder's export when it matches the weights,
     else a graph in the cache keyed by the weights' SHA-256, the quantization and GRAPH_RECIPE (built on
@@ -442,7 +462,7 @@ def encoder_graph(model_dir: Path, digest: str, model) -> tuple[Path, dict]:
     except ExportError as e:
         raise ExportError(f"{e} with `newstagger export --onnx --model {model_dir}`, or delete "
                           f"{model_dir / ONNX_DIR}") from None
-    if manifest is not None and manifest.get("quantization") != "fp32":  # the int8 backend is int8
+    if _int8_backend_runs(manifest):
         return model_dir / ONNX_DIR / manifest["encoder"], manifest
     cache = cache_dir(digest)
     manifest = _cached(cache, digest, DEFAULT_QUANTIZATION)

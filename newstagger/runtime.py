@@ -179,9 +179,13 @@ def load_model(folder: Path):
 
 def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | None = None,
                  threads: int | None = None, device: str = "cpu") -> Backend:
-    """The backend ``name`` for a validated model folder whose weights have SHA-256 ``digest``."""
+    """The backend ``name`` for a validated model folder whose weights have SHA-256 ``digest``. Raises
+    ValueError for an unknown backend, a micro-batch or thread count under 1, or a device not here."""
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+    for what, value in (("batch_size", micro_batch), ("num_threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{what} must be a whole number of at least 1, not {value!r}")
     micro_batch = micro_batch or DEFAULT_MICRO_BATCH[name]
     if name == "int8" and device != "cpu":
         raise ValueError(f"backend int8 runs on the CPU, not {device!r} (use the torch backend on a GPU)")
@@ -208,6 +212,12 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
                           f"{'' if name == 'torch' else ' onnx'}, or tag with backend onnx after "
                           "`newstagger export --onnx` (which runs where torch is)") from None
 
+    if name == "torch" and device.startswith("cuda"):  # before the model is loaded, in words, not an assert
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = device.partition(":")[2]
+        if count == 0 or (index.isdigit() and int(index) >= count):
+            raise ValueError(f"device {device}: " + (f"this machine has {count} CUDA device(s)" if count
+                                                     else "no CUDA device is available here"))
     if threads:
         torch.set_num_threads(threads)  # process-wide: only when asked
     model = load_model(folder)

@@ -543,3 +543,47 @@ def test_resume_refuses_to_mix_two_models_or_backends_in_one_output(tiny_model_d
     shutil.copytree(tiny_model_dir, moved, ignore=shutil.ignore_patterns("onnx"))
     done = tag_files(str(moved), [str(inputs)], output, resume=True, progress=False)
     assert (done.resumed, done.records) == (3, 6)
+
+
+def test_resume_refuses_an_output_of_another_onnx_export(tiny_model_dir, source_records, tmp_path):
+    """The weights alone do not decide an onnx run's scores: the export's quantization does too. A new user
+    re-exported with --quantization fp32 and resumed an int8 output: half of it came from each export."""
+    import shutil
+
+    from newstagger.onnx_export import export_onnx
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model, ignore=shutil.ignore_patterns("onnx"))
+    export_onnx(model)
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:6])
+    output = tmp_path / "out.jsonl"
+    tag_files(str(model), [str(inputs)], output, backend="onnx", progress=False)
+    assert json.loads((tmp_path / "out.jsonl.run.json").read_text())["encoder_graph"]["quantization"]
+    kept = b"".join(output.read_bytes().splitlines(keepends=True)[:3])
+    output.write_bytes(kept)
+    export_onnx(model, "fp32")
+    with pytest.raises(InputError, match=r"written with another ONNX encoder graph .*--overwrite"):
+        tag_files(str(model), [str(inputs)], output, backend="onnx", resume=True, progress=False)
+    assert output.read_bytes() == kept
+    # the int8 backend never runs an fp32 export, so its outputs are not held to it
+    tag_files(str(model), [str(inputs)], tmp_path / "int8.jsonl", backend="int8", progress=False)
+    assert json.loads((tmp_path / "int8.jsonl.run.json").read_text())["encoder_graph"]["quantization"] != "fp32"
+
+
+def test_resumed_summary_names_the_outputs_first_error(predictor, source_records, tmp_path):
+    inputs = write_lines(tmp_path / "in.jsonl", [source_records[0], {"id": "bad"}, *source_records[1:5]])
+    output = tmp_path / "out.jsonl"
+    first = tag_files(predictor, [str(inputs)], output, progress=False)
+    assert first.errors == 1 and "in.jsonl:2" in first.first_error
+    output.write_bytes(b"".join(output.read_bytes().splitlines(keepends=True)[:4]))
+    resumed = tag_files(predictor, [str(inputs)], output, resume=True, progress=False)
+    assert (resumed.resumed, resumed.records, resumed.errors) == (4, 6, 1)
+    assert "first error: " + first.first_error in resumed.summary()
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.csv", "out.jsonl.gz"])
+def test_local_output_named_as_another_format_is_refused(predictor, source_records, tmp_path, name):
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:2])
+    with pytest.raises(InputError, match=r"the local engine writes plain JSONL .*--engine ray --output-format parquet"):
+        tag_files(predictor, [str(inputs)], tmp_path / name, progress=False)
+    assert not (tmp_path / name).exists()

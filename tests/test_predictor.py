@@ -105,3 +105,24 @@ def test_predict_batch_safe_errors_keep_their_ids(predictor):
     assert out[0].id == "x1"
     assert [(type(o).__name__, o.record_id) for o in out[1:]] == [("ArticleError", "x2"), ("ArticleError", "own"),
                                                                   ("ArticleError", "x4")]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"batch_size": -3}, "batch_size must be a whole number of at least 1, not -3"),
+    ({"batch_size": 0}, "batch_size must be a whole number of at least 1, not 0"),
+    ({"num_threads": 0}, "num_threads must be a whole number of at least 1, not 0"),
+    ({"backend": "int8", "batch_size": 2.5}, "batch_size must be a whole number"),
+])
+def test_impossible_runtime_options_are_refused_at_load(tiny_model_dir, options, message):
+    """Not at the first predict, as a numpy error deep inside (a new user passed batch_size=-3)."""
+    with pytest.raises(ValueError, match=message):
+        Predictor.from_pretrained(tiny_model_dir, **options)
+
+
+def test_a_cuda_device_that_is_not_here_is_refused_in_words(tiny_model_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal is for machines without it")
+    with pytest.raises(ValueError, match="device cuda:7: no CUDA device is available here"):
+        Predictor.from_pretrained(tiny_model_dir, device="cuda:7")
