@@ -58,7 +58,9 @@ def label_problems(article: Article, labels: Sequence[str] | None, require_label
     labels are fine: topics only, boilerplate flags only, or both (the flags' form is checked on reading)."""
     problems = []
     if require_labels and article.topics is None and article.boilerplate is None:
-        problems.append(("boilerplate", f"missing, and so are {label_field}: the record has nothing to learn from"))
+        hint = " (labels in a column of another name: --label-column NAME)" if label_field == "topics" else ""
+        problems.append(("boilerplate", f"missing, and so are {label_field}: the record has nothing to learn "
+                                        f"from{hint}"))
     if article.topics is not None:
         if labels is not None:
             unknown = [t for t in article.topics if t not in labels]

@@ -267,3 +267,12 @@ def test_echo_title_repeats_the_headline_as_furniture_above_the_reporting():
     assert echo_title(untitled, random.Random(0)) is untitled
     echoed = Article("c", ["Talks begin in Oslo", "Talks began."], "Talks begin in Oslo", [1, 0], ["diplomacy"])
     assert echo_title(echoed, random.Random(0)) is echoed
+
+
+def test_a_record_without_any_label_points_to_label_column(tmp_path):
+    """A new user's labels were in a column named "labels": the error must say how to name it."""
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"id": "1", "text": "Ministers met.\n\nThey talked.", "labels": ["diplomacy"]}) + "\n")
+    result = load_articles(path, strict=False)
+    assert len(result.problems) == 1 and "--label-column NAME" in result.problems[0]
+    assert result.problems[0].startswith(f"{path}:1: boilerplate: missing, and so are topics")
