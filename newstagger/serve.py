@@ -7,14 +7,17 @@
                     those of `newstagger tag` (TaggingResult.to_record()).
     GET  /health    {"status": "ok"} once the model is loaded
     GET  /metadata  labels, thresholds, backend, limits, the model card's metadata, versions
-    GET  /docs      OpenAPI documentation (/openapi.json)
+    GET  /openapi.json  the OpenAPI schema (served by the service itself, works offline)
+    GET  /docs      Swagger UI over that schema; the page loads its scripts from cdn.jsdelivr.net (FastAPI's
+                    default), so on a machine without internet access it is blank: read /openapi.json instead
 
 Requests that arrive while the model is busy wait in a queue; the batcher takes up to ``max_batch``
 articles, waiting at most ``batch_wait_ms`` for more after the first, and tags them in one Predictor call,
 so throughput under load approaches the batch path. The Predictor gives each article the same result
 whatever it is batched with, so a response never depends on other clients' requests.
 
-Bad input never reaches the model and never stops the server: a body over ``max_body_bytes`` is 413, JSON
+Bad input never reaches the model and never stops the server: a Content-Type other than application/json
+(or application/*+json; none at all is taken as JSON) is 415, a body over ``max_body_bytes`` 413, JSON
 that does not parse 400, an article the record rule refuses or over the limits 422 with the CLI's
 ``field: problem`` message (``article N: field: problem`` in a list), more than ``max_articles`` in one
 request 413, a full queue 503, a request not answered within ``timeout_s`` 504.
@@ -23,9 +26,11 @@ request 413, a full queue 503, a request not answered within ``timeout_s`` 504.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -36,7 +41,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from .inputs import ArticleError, Limits
+from .inputs import ArticleError, InputError, Limits
 
 log = logging.getLogger("newstagger.serve")
 OPTIONS_ENV = "NEWSTAGGER_SERVE_OPTIONS"  # how `--workers N` hands the options to each worker process
@@ -168,6 +173,18 @@ def model_card_data(folder: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def check_content_type(header: str | None) -> None:
+    """A POST body must be declared JSON (application/json or application/*+json) or not declared at all;
+    anything else is 415, so that `curl -d` without -H (which declares a form) is told what to add."""
+    if not header:
+        return
+    kind = header.split(";")[0].strip().lower()
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        return
+    raise HttpError(415, f"Content-Type: expected application/json, got {kind or header} "
+                         f"(with curl: -H 'Content-Type: application/json')")
+
+
 def _articles_of(body, predictor, max_articles: int) -> tuple[list, bool]:
     """(checked Articles, whether the body was a list). Raises HttpError 413/422."""
     if isinstance(body, list):
@@ -239,6 +256,7 @@ def create_app(predictor, options: ServeOptions):
     @app.post("/tag", openapi_extra=TAG_BODY, summary="Tag one article or a list of articles")
     async def tag(request: Request):
         try:
+            check_content_type(request.headers.get("content-type"))
             raw = await read_body(request)
             try:
                 body = json.loads(raw)
@@ -298,37 +316,76 @@ def app_from_environment():
     return create_app(load(options), options)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), not yet listening, as uvicorn binds it (SO_REUSEADDR, so a port
+    left in TIME_WAIT by a stopped server can be reused). Raises InputError (``--port P: address already
+    in use (on HOST)``) when it cannot be bound, so a busy port is one line and exit status 2 before the
+    model is loaded."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise InputError(_bind_problem(host, port, e)) from None
+    return sock
+
+
+def _bind_problem(host: str, port: int, e: OSError) -> str:
+    if e.errno == errno.EADDRINUSE:
+        return f"--port {port}: address already in use (on {host})"
+    if e.errno == errno.EACCES:
+        return f"--port {port}: permission denied (on {host}; ports below 1024 need privileges)"
+    if e.errno == errno.EADDRNOTAVAIL or isinstance(e, socket.gaierror):
+        return f"--host {host}: not an address of this machine ({e.strerror or e})"
+    return f"--port {port}: cannot listen on {host} ({e.strerror or e})"
+
+
 def serve(options) -> int:
     """Run the service until interrupted (the CLI's `newstagger serve`). ``options``: a ServeOptions or
-    any object with its attribute names. The model is loaded before the port opens."""
+    any object with its attribute names. The port is bound first (a busy port: InputError, before any
+    model is loaded), then the model is loaded, then the port listens: until then connections are refused,
+    so a client polling /health sees the service only once it can answer."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     options = ServeOptions.from_object(options)
     started = time.perf_counter()
-    if options.workers > 1:
-        os.environ[OPTIONS_ENV] = json.dumps(asdict(options))
-        uvicorn.run("newstagger.serve:app_from_environment", factory=True, host=options.host, port=options.port,
-                    workers=options.workers, log_level="warning")
+    # uvicorn is handed our socket, so it never binds (and never fails to) itself: a bind failure is ours.
+    sock = bind(options.host, options.port)
+    config = dict(host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=5)
+    try:
+        if options.workers > 1:  # each worker process loads its own Predictor (app_from_environment)
+            os.environ[OPTIONS_ENV] = json.dumps(asdict(options))
+            sock.set_inheritable(True)  # as uvicorn's own bind_socket does for its workers
+            config = uvicorn.Config("newstagger.serve:app_from_environment", factory=True,
+                                    workers=options.workers, **config)
+            log.warning("newstagger serve: %d workers loading model %s (%s); GET /health answers once one is "
+                        "ready on http://%s:%d", options.workers, options.model, options.backend, options.host,
+                        options.port)
+            Multiprocess(config, sockets=[sock]).run()
+            return 0
+        app = create_app(load(options), options)
+        try:
+            sock.listen(2048)  # uvicorn's backlog
+        except OSError as e:
+            raise InputError(_bind_problem(options.host, options.port, e)) from None
+        log.warning("newstagger serve: model %s (%s) loaded in %.1f s; listening on http://%s:%d",
+                    options.model, options.backend, time.perf_counter() - started, options.host, options.port)
+        uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
         return 0
-    app = create_app(load(options), options)
-    log.warning("newstagger serve: model %s (%s) loaded in %.1f s; listening on http://%s:%d",
-                options.model, options.backend, time.perf_counter() - started, options.host, options.port)
-    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=5)
-    return 0
+    finally:
+        sock.close()
 
 
 def main(argv=None) -> int:
-    """``python -m newstagger.serve --model DIR ...`` (the same as ``newstagger serve``)."""
-    import argparse
+    """``python -m newstagger.serve --model DIR ...``: the same as ``newstagger serve`` (the CLI parses)."""
+    import sys
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    for name, value in asdict(ServeOptions(model="")).items():
-        if name in ("model", "limits"):
-            continue
-        kind = type(value) if value is not None else int
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
-    return serve(parser.parse_args(argv))
+    from .cli import main as cli_main
+
+    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The HTTP service (newstagger.serve), started for real on a free loopback port."""
 
+import http.client
 import json
 import os
 import socket
@@ -32,6 +33,19 @@ def call(base, path, body=None, raw: bytes | None = None, timeout=120):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def post(base, path, raw: bytes, content_type: str | None):
+    """POST with exactly this Content-Type (urllib would add a form type when there is none)."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=120)
+    headers = {"Content-Length": str(len(raw))} | ({"Content-Type": content_type} if content_type else {})
+    try:
+        connection.request("POST", path, body=raw, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +110,37 @@ def test_bad_input_gets_a_clear_4xx(server, raw, status, message):
     assert got == status and message in body["detail"]
 
 
+@pytest.mark.parametrize("content_type, status", [
+    ("application/json", 200), ("application/json; charset=utf-8", 200), ("application/vnd.api+json", 200),
+    (None, 200),  # no Content-Type at all: taken as JSON
+    ("application/x-www-form-urlencoded", 415),  # what `curl -d` sends without -H
+    ("text/plain", 415), ("multipart/form-data; boundary=x", 415),
+])
+def test_content_type_must_be_json_or_absent(server, content_type, status):
+    got, body = post(server, "/tag", json.dumps(ARTICLE).encode(), content_type)
+    assert got == status, body
+    if status == 415:  # the same shape as every other 4xx, naming what to send
+        assert set(body) == {"detail"} and "Content-Type: expected application/json" in body["detail"]
+        assert content_type.split(";")[0] in body["detail"]
+    else:
+        assert body["id"] == ARTICLE["id"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_port_in_use_is_one_clear_line_and_status_2(tiny_model_dir, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "newstagger.serve", "--model", str(tiny_model_dir), "--backend", "torch",
+             "--port", str(port), "--workers", str(workers)],
+            env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [f"newstagger serve: error: --port {port}: address already in use (on 127.0.0.1)"], done.stderr
+
+
 def test_concurrent_requests_get_the_sequential_results(server, root):
     from newstagger.data import load_articles
 
@@ -117,6 +162,8 @@ def test_health_metadata_and_docs(server):
     assert set(meta["topic_thresholds"]) == set(meta["labels"]) and "torch" in meta["versions"]
     status, spec = call(server, "/openapi.json")
     assert status == 200 and "/tag" in spec["paths"] and "requestBody" in spec["paths"]["/tag"]["post"]
+    with urllib.request.urlopen(server + "/docs", timeout=30) as response:  # its scripts come from a CDN
+        assert response.status == 200 and "/openapi.json" in response.read().decode()
 
 
 def test_a_model_without_its_onnx_export_is_a_usage_error_not_a_crash(tiny_model_dir, tmp_path, capsys):
