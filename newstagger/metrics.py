@@ -9,6 +9,10 @@ The report format, used by train.py's eval_report.json and ``python -m newstagge
 
 macro-F1 is the mean F1 of the labels the split has examples of (``labels_without_support`` lists the others,
 when there are any); micro-F1 counts every decision.
+
+A task the split has no labels for (no paragraph flags in a topic-only corpus, no topics in a flags-only one)
+is not measured: its values are null (None), never 0, and ``"not_measured"`` says why; the printed table
+shows it as ``n/a``.
 """
 
 from __future__ import annotations
@@ -22,14 +26,18 @@ from sklearn.metrics import f1_score, precision_recall_curve, precision_recall_f
 logger = logging.getLogger("newstagger")
 # A tuned threshold outside this range means validation cannot calibrate the model (see tune_thresholds).
 EDGE = (0.05, 0.95)
+# Why a task has no scores: 0.000 would read as "F1 zero", so such a task reports None and says this.
+NO_TOPICS = "no topic labels in this file"
+NO_FLAGS = "no paragraph flags in this file"
 
 
 def topic_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence[str],
                  thresholds: Sequence[float] | float = 0.5) -> dict:
-    """y_true and y_prob: [articles, labels]."""
-    if len(y_true) == 0:  # no article with topics (a flags-only corpus)
-        return {"macro_f1": 0.0, "micro_f1": 0.0, "per_label": {label: {"precision": 0.0, "recall": 0.0, "f1": 0.0,
-                                                                        "support": 0} for label in labels}}
+    """y_true and y_prob: [articles, labels]. Without articles (a flags-only file) nothing is measured: every
+    value is None and "not_measured" says so."""
+    if len(y_true) == 0:
+        return {"macro_f1": None, "micro_f1": None, "not_measured": NO_TOPICS,
+                "per_label": {label: {"precision": None, "recall": None, "f1": None, "support": 0} for label in labels}}
     y_pred = (y_prob >= np.asarray(thresholds, dtype=float)).astype(int)
     y_true = y_true.astype(int)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0,
@@ -54,9 +62,10 @@ def _macro_f1(f1: np.ndarray, support: np.ndarray, labels: Sequence[str]) -> dic
 
 
 def boilerplate_report(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict:
-    """y_true and y_prob: flat, one entry per paragraph; boilerplate is the positive class."""
-    if len(y_true) == 0:  # no flagged articles (a topic-only corpus)
-        return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    """y_true and y_prob: flat, one entry per paragraph; boilerplate is the positive class. Without paragraphs
+    (a topic-only file) nothing is measured: the values are None and "not_measured" says so."""
+    if len(y_true) == 0:
+        return {"precision": None, "recall": None, "f1": None, "support": 0, "not_measured": NO_FLAGS}
     y_pred = (np.asarray(y_prob) >= threshold).astype(int)
     p, r, f, s = precision_recall_fscore_support(np.asarray(y_true, dtype=int), y_pred, average="binary",
                                                  zero_division=0)
@@ -95,10 +104,13 @@ def format_report(report: dict, title: str = "") -> str:
     if "accuracy" in report["topics"]:
         lines.append(f"{'topics accuracy':<16}{'':>20}{report['topics']['accuracy']:>10.3f}")
     lines.append(f"{'task':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
-    for label, m in report["topics"]["per_label"].items():
-        lines.append(f"{label:<16}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>10d}")
-    lines.append(f"{'topics micro':<16}{'':>20}{report['topics']['micro_f1']:>10.3f}")
-    lines.append(f"{'topics macro':<16}{'':>20}{report['topics']['macro_f1']:>10.3f}")
+    if "not_measured" in report["topics"]:
+        lines.append(f"{'topics':<16}n/a ({report['topics']['not_measured']})")
+    else:
+        for label, m in report["topics"]["per_label"].items():
+            lines.append(f"{label:<16}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>10d}")
+        lines.append(f"{'topics micro':<16}{'':>20}{report['topics']['micro_f1']:>10.3f}")
+        lines.append(f"{'topics macro':<16}{'':>20}{report['topics']['macro_f1']:>10.3f}")
     if report["topics"].get("labels_without_support"):
         lines.append("  (macro over labels with examples; none of: "
                      + ", ".join(report["topics"]["labels_without_support"]) + ")")
@@ -108,7 +120,8 @@ def format_report(report: dict, title: str = "") -> str:
         for name, row in zip(names, report["topics"]["confusion"]):
             lines.append(f"  {name[:14]:<14}" + "".join(f"{v:>8d}" for v in row))
     bp = report["boilerplate"]
-    lines.append(f"{'boilerplate':<16}{bp['precision']:>10.3f}{bp['recall']:>10.3f}{bp['f1']:>10.3f}{bp['support']:>10d}")
+    lines.append(f"{'boilerplate':<16}n/a ({bp['not_measured']})" if "not_measured" in bp else
+                 f"{'boilerplate':<16}{bp['precision']:>10.3f}{bp['recall']:>10.3f}{bp['f1']:>10.3f}{bp['support']:>10d}")
     return "\n".join(lines)
 
 

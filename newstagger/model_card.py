@@ -28,24 +28,45 @@ def dataset_type(path: str) -> str:
     return "csv" if name.endswith(".csv") else "parquet" if name.endswith(".parquet") else "json"
 
 
-def eval_results(reports: dict, dataset: str) -> list[EvalResult]:
-    """model-index entries for the test split (validation when there is no test split). Boilerplate metrics
-    only when the split has flagged paragraphs; accuracy too for a single-label model."""
+def eval_results(reports: dict, files: dict) -> list[EvalResult]:
+    """model-index entries for the test split (validation when there is no test split), each naming the file
+    that split was read from (``files``: split -> path). Only the tasks the split labels: topic metrics when it
+    has topics, boilerplate metrics when it has flagged paragraphs; accuracy too for a single-label model."""
     split = "test" if "test" in reports else "validation"
     report = reports[split]
     common = dict(task_type="text-classification", task_name="Topic tagging and boilerplate flagging",
-                  dataset_type=dataset_type(dataset), dataset_name=dataset, dataset_split=split)
-    results = [EvalResult(metric_type="f1", metric_name="topic macro-F1",
-                          metric_value=round(report["topics"]["macro_f1"], 4), **common)]
-    if "accuracy" in report["topics"]:
+                  dataset_type=dataset_type(files[split]), dataset_name=files[split], dataset_split=split)
+    results = []
+    if report["topics"]["macro_f1"] is not None:
+        results.append(EvalResult(metric_type="f1", metric_name="topic macro-F1",
+                                  metric_value=round(report["topics"]["macro_f1"], 4), **common))
+    if report["topics"].get("accuracy") is not None:
         results.append(EvalResult(metric_type="accuracy", metric_name="topic accuracy",
                                   metric_value=round(report["topics"]["accuracy"], 4), **common))
-    if report["boilerplate"]["support"]:
+    if report["boilerplate"]["f1"] is not None and report["boilerplate"]["support"]:
         for key, name in (("f1", "boilerplate F1"), ("precision", "boilerplate precision"),
                           ("recall", "boilerplate recall")):
             results.append(EvalResult(metric_type=key, metric_name=name,
                                       metric_value=round(report["boilerplate"][key], 4), **common))
     return results
+
+
+def split_files(training_config) -> dict:
+    """split -> the file its articles came from (validation carved from the training file when it has none)."""
+    return {"train": training_config.train_file, "test": training_config.test_file,
+            "validation": training_config.validation_file or training_config.train_file}
+
+
+def what_was_trained(training_config, flags_trained: bool) -> str:
+    """The encoder's part in training, as training.train sets it: one statement, used once in the card."""
+    if training_config.init_from and not flags_trained:  # training.train leaves only topic_* parameters trainable
+        return ("kept unchanged from the starting model (the training data has no paragraph flags: only the topic "
+                "head was trained)")
+    if training_config.encoder_mode == "frozen":
+        return "frozen (only the context layer and heads trained)"
+    if training_config.init_from or not training_config.freeze_encoder_layers:  # init_from trains every layer
+        return "fine-tuned (every layer trained)"
+    return f"fine-tuned (embeddings and first {training_config.freeze_encoder_layers} layers kept fixed)"
 
 
 def build_model_card(final_dir: Path, model_config, training_config, reports: dict, sizes: dict, state=None) -> ModelCard:
@@ -63,17 +84,15 @@ def build_model_card(final_dir: Path, model_config, training_config, reports: di
         language="en", license="apache-2.0", library_name="newstagger", base_model=base,
         pipeline_tag="text-classification", tags=["newstagger", "news", kind, "boilerplate-detection"],
         datasets=[training_config.train_file], metrics=["f1", "precision", "recall"],
-        model_name=final_dir.name, eval_results=eval_results(reports, training_config.train_file))
-    encoder = ("frozen (only the context layer and heads trained)" if training_config.encoder_mode == "frozen"
-               else f"fine-tuned (embeddings and first {training_config.freeze_encoder_layers} layers kept fixed)")
+        model_name=final_dir.name, eval_results=eval_results(reports, split_files(training_config)) or None)
+    flags_trained = sizes.get("flagged_train", 1) > 0
+    encoder = what_was_trained(training_config, flags_trained)
     counts = ", ".join(f"{label} {n}" for label, n in sizes.get("label_counts", {}).items())
     started = training_config.init_from
-    flags_trained = sizes.get("flagged_train", 1) > 0
     origin = "" if not started else (
         f"\n- Started from `{started}`: its encoder, context layer and boilerplate head"
         + (" were kept and trained further." if flags_trained else
-           " were kept unchanged (the training data has no paragraph flags), so its boilerplate judgement and "
-           "threshold are those of that model; only the topic head was trained."))
+           " were kept unchanged, so its boilerplate judgement and threshold are those of that model."))
     carved = training_config.validation_file is None
     caveat = ("The validation split was carved from the training file and the thresholds were tuned on it: "
               "its scores are optimistic; judge the model on the test split or on your own held-out articles."

@@ -88,11 +88,12 @@ def make_compute_metrics(labels, single_label: bool = False):
                                    1 / (1 + np.exp(-bp_logits[known])), labels, 0.5, 0.5)
         if single_label and rows.any():  # the likeliest label, as the single-label Predictor decides
             report["topics"] = single_label_report(topic_labels[rows], topic_logits[rows], labels)
-        topic_f1, bp_f1 = report["topics"]["macro_f1"], report["boilerplate"]["f1"]
         # One number for early stopping and best-model selection: the tasks the validation split labels,
         # counted equally (a split without flags, or without topics, is scored on the other task alone).
-        scored = [f1 for f1, present in ((topic_f1, rows.any()), (bp_f1, known.any())) if present]
-        return {"topic_macro_f1": topic_f1, "boilerplate_f1": bp_f1, "score": float(np.mean(scored or [0.0]))}
+        # A task it does not label is left out of the logged metrics too (None there, never a 0 F1).
+        scored = {name: f1 for name, f1 in (("topic_macro_f1", report["topics"]["macro_f1"]),
+                                            ("boilerplate_f1", report["boilerplate"]["f1"])) if f1 is not None}
+        return {**scored, "score": float(np.mean(list(scored.values()) or [0.0]))}
     return compute_metrics
 
 

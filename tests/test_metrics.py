@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from newstagger.metrics import best_threshold, boilerplate_report, single_label_report, topic_report
+from newstagger.metrics import (best_threshold, boilerplate_report, evaluation_report, format_report,
+                                single_label_report, topic_report)
 
 
 def test_metrics_equal_scikit_learn_on_a_hand_made_case():
@@ -71,3 +72,31 @@ def test_macro_f1_leaves_out_a_label_the_split_has_no_example_of():
                                  ["a", "b", "c"])
     assert single["labels_without_support"] == ["c"]
     assert single["macro_f1"] == pytest.approx(f1_score([0, 1, 0], [0, 1, 2], labels=[0, 1], average="macro"))
+
+
+def test_a_task_the_file_does_not_label_is_not_measured_rather_than_zero():
+    """A topic-only file has no boilerplate scores and a flags-only file no topic scores: null in JSON and
+    n/a in the table, never 0.000 (which reads as "F1 zero")."""
+    import json
+
+    labels = ["a", "b"]
+    topic_true, topic_prob = np.array([[1, 0], [0, 1]]), np.array([[.9, .2], [.1, .8]])
+    topic_only = json.loads(json.dumps(evaluation_report(topic_true, topic_prob, np.zeros(0), np.zeros(0), labels,
+                                                         0.5, 0.5)))
+    assert topic_only["boilerplate"]["f1"] is None and topic_only["boilerplate"]["precision"] is None
+    assert topic_only["boilerplate"]["not_measured"] == "no paragraph flags in this file"
+    assert topic_only["topics"]["macro_f1"] == pytest.approx(1.0)
+    table = format_report(topic_only).splitlines()
+    assert [line.split() for line in table if line.startswith("boilerplate")] == [
+        ["boilerplate", "n/a", "(no", "paragraph", "flags", "in", "this", "file)"]]
+
+    flags_only = json.loads(json.dumps(evaluation_report(np.zeros((0, 2)), np.zeros((0, 2)), np.array([1, 0]),
+                                                         np.array([.9, .1]), labels, 0.5, 0.5)))
+    assert flags_only["topics"]["macro_f1"] is None and flags_only["topics"]["micro_f1"] is None
+    assert flags_only["topics"]["per_label"]["a"]["f1"] is None
+    assert flags_only["topics"]["not_measured"] == "no topic labels in this file"
+    assert flags_only["boilerplate"]["f1"] == pytest.approx(1.0)
+    table = format_report(flags_only)
+    assert "topics          n/a (no topic labels in this file)" in table
+    assert "topics macro" not in table and "0.000" not in table
+

@@ -327,6 +327,80 @@ def test_selection_score_counts_only_the_tasks_the_validation_split_labels():
     pred = SimpleNamespace(predictions=(np.zeros((3, 4)), topic_logits),
                            label_ids=(no_flags, topic_labels, np.ones(3)))
     multi = make_compute_metrics(["a", "b"])(pred)
-    assert multi["boilerplate_f1"] == 0 and multi["score"] == pytest.approx(multi["topic_macro_f1"])
+    # a task the split does not label is not logged at all (a logged 0 reads as "F1 zero")
+    assert "boilerplate_f1" not in multi and multi["score"] == pytest.approx(multi["topic_macro_f1"])
     single = make_compute_metrics(["a", "b"], single_label=True)(pred)  # argmax: a, b, a
     assert single["topic_macro_f1"] == pytest.approx(2 / 3) and single["score"] == pytest.approx(2 / 3)
+
+
+def test_selection_score_of_a_flags_only_split_is_its_boilerplate_f1_alone():
+    from types import SimpleNamespace
+
+    from newstagger.training import make_compute_metrics
+
+    bp_logits = np.array([[3.0, -3.0, 3.0], [-3.0, -3.0, 3.0]])
+    bp_labels = np.array([[1, 0, 1], [0, 0, 0]])  # one false positive: precision 2/3, recall 1, F1 0.8
+    pred = SimpleNamespace(predictions=(bp_logits, np.zeros((2, 2))),
+                           label_ids=(bp_labels, np.zeros((2, 2)), np.zeros(2)))  # no article has topics
+    metrics = make_compute_metrics(["a", "b"])(pred)
+    assert "topic_macro_f1" not in metrics
+    assert metrics["boilerplate_f1"] == pytest.approx(0.8) and metrics["score"] == pytest.approx(0.8)
+
+
+def _card(tmp_path, reports, flagged_train=10, **training):
+    from types import SimpleNamespace
+
+    from newstagger.config import TrainingConfig
+    from newstagger.model_card import build_model_card
+
+    model_config = SimpleNamespace(labels=["a", "b"], problem_type="multi_label_classification",
+                                   topic_thresholds={"a": 0.5, "b": 0.4}, boilerplate_threshold=0.5,
+                                   encoder={"num_hidden_layers": 6, "hidden_size": 384}, max_paragraph_tokens=256,
+                                   context_layers=1, relation_features=True, topic_pooling="top2")
+    config = TrainingConfig(**{"train_file": "data/train.jsonl", "validation_file": "data/validation.jsonl",
+                               "test_file": "data/test.jsonl", **training})
+    sizes = {"train": 40, "validation": 15, "test": 15, "flagged_train": flagged_train}
+    return build_model_card(tmp_path / "mine", model_config, config, reports, sizes)
+
+
+def _report(topics=True, flags=True):
+    from newstagger.metrics import evaluation_report
+
+    topic = (np.array([[1, 0], [0, 1]]), np.array([[.9, .2], [.3, .8]])) if topics else (np.zeros((0, 2)),) * 2
+    bp = (np.array([1, 0, 1]), np.array([.9, .2, .4])) if flags else (np.zeros(0),) * 2
+    return evaluation_report(*topic, *bp, ["a", "b"], 0.5, 0.5)
+
+
+def test_model_card_names_the_test_file_for_the_test_results(tmp_path):
+    card = _card(tmp_path, {"validation": _report(), "test": _report()})
+    results = card.data.eval_results
+    assert results and {(r.dataset_name, r.dataset_split) for r in results} == {("data/test.jsonl", "test")}
+    # no test split: the validation results name the validation file (the training file when carved from it)
+    card = _card(tmp_path, {"validation": _report()}, test_file=None, validation_file=None)
+    assert {(r.dataset_name, r.dataset_split) for r in card.data.eval_results} == {("data/train.jsonl", "validation")}
+
+
+def test_model_card_lists_only_the_tasks_the_test_split_labels(tmp_path):
+    flagless = _card(tmp_path, {"validation": _report(flags=False), "test": _report(flags=False)})
+    assert [r.metric_name for r in flagless.data.eval_results] == ["topic macro-F1"]
+    assert "boilerplate     n/a (no paragraph flags in this file)" in flagless.text
+    flags_only = _card(tmp_path, {"validation": _report(topics=False), "test": _report(topics=False)})
+    assert {r.metric_name for r in flags_only.data.eval_results} == {"boilerplate F1", "boilerplate precision",
+                                                                     "boilerplate recall"}
+
+
+def test_model_card_says_one_thing_about_what_was_trained(tmp_path):
+    """training.train: started from a trained model on a flag-less corpus, only topic_* parameters train,
+    whatever the encoder_mode; with flags, init_from trains every encoder layer (freeze_encoder_layers unused)."""
+    flagless = {"validation": _report(flags=False), "test": _report(flags=False)}
+    for mode in ("frozen", "finetune"):
+        text = " ".join(_card(tmp_path, flagless, flagged_train=0, encoder_mode=mode, init_from="runs/default",
+                              freeze_encoder_layers=2).text.split())
+        assert text.count("only the topic head was trained") == 1, text
+        assert "context layer and heads trained" not in text and "fine-tuned" not in text, text
+    text = " ".join(_card(tmp_path, {"validation": _report()}, encoder_mode="frozen").text.split())
+    assert "frozen (only the context layer and heads trained)" in text and "topic head was trained" not in text
+    text = " ".join(_card(tmp_path, {"validation": _report()}, init_from="runs/default",
+                          freeze_encoder_layers=2).text.split())
+    assert "fine-tuned (every layer trained)" in text and "kept fixed" not in text
+
