@@ -42,7 +42,6 @@ from .inputs import (SOURCE_FIELDS, STDIN, Article, ArticleError, Columns, Input
 from .runtime import BACKENDS
 
 DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are sorted and batched together
-DEFAULT_BATCH_SIZE = 32  # encoder micro-batch: paragraph chunks per encoder call
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -59,7 +58,7 @@ class TagOptions:
     columns: Columns = field(default_factory=Columns)
     limits: Limits = field(default_factory=Limits)
     chunk_size: int = DEFAULT_CHUNK_SIZE  # articles per Predictor call (Ray: per actor call)
-    batch_size: int = DEFAULT_BATCH_SIZE  # encoder micro-batch, paragraph chunks
+    batch_size: int | None = None  # encoder micro-batch, paragraph chunks (None: the backend's default)
     backend: str = "torch"
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     num_threads: int | None = None  # torch threads per Predictor (Ray: per actor; default 1 there)
@@ -171,7 +170,7 @@ def resolve_device(device: str, backend: str = "torch") -> str:
     return device
 
 
-def load_predictor(model, *, backend: str = "torch", batch_size: int = DEFAULT_BATCH_SIZE,
+def load_predictor(model, *, backend: str = "torch", batch_size: int | None = None,
                    num_threads: int | None = None, limits: Limits = Limits(), device: str = "cpu"):
     """A Predictor: ``model`` itself when it is one, else loaded from the folder with these runtime
     settings. Raises InputError for a folder that cannot load or a device that is not there."""
