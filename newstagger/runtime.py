@@ -17,6 +17,8 @@ torch's global thread count is set only when threads are asked for.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -148,27 +150,36 @@ def onnx_heads(path: Path, threads: int | None, device: str):
 # -- loading --------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def no_transformers_bars():
+    """Hide transformers' own progress bars ("Loading weights" on every load, "Writing model shards" on
+    every save): noise in a tagging or training log. Trainer's training bar is its own tqdm and stays."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(folder: Path):
     """The NewsTaggerModel of a validated folder, in eval mode. Raises ModelFolderError when the weights do
     not fill the model config.json describes exactly: transformers would otherwise only log the missing
     (randomly initialised), unexpected or mismatched tensors and the model would tag garbage."""
-    from transformers.utils import logging as hf_logging
-
     from .model import NewsTaggerModel
     from .model_folder import WEIGHTS, ModelFolderError
 
     weights = Path(folder) / WEIGHTS
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: noise on every `newstagger tag`
     try:
-        model, info = NewsTaggerModel.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False,
-                                                      output_loading_info=True)
+        with no_transformers_bars():
+            model, info = NewsTaggerModel.from_pretrained(str(folder), use_safetensors=True,
+                                                          trust_remote_code=False, output_loading_info=True)
     except RuntimeError as e:  # transformers refuses tensors of the wrong shape (ignore_mismatched_sizes=False)
         raise ModelFolderError(f"{weights}: does not match config.json: tensors of other shapes than the "
                                f"config describes ({str(e).splitlines()[0]})") from None
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         keys = sorted(map(str, info.get(kind) or ()))
         if keys:

@@ -275,6 +275,14 @@ def build_augmenter(config: TrainingConfig, train: list[Article], seed: int):
 
 
 def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: bool = False) -> Path:
+    """Train a model as ``config`` says and save it to its output_dir (the steps are in _train)."""
+    from .runtime import no_transformers_bars
+
+    with no_transformers_bars():  # a training log shows Trainer's bar, not one per load and checkpoint
+        return _train(config, resume, skip_if_trained)
+
+
+def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) -> Path:
     output_dir = Path(config.output_dir)
     if skip_if_trained and is_trained(config):
         logger.warning("%s already holds a model trained from this config and data: skipping training", output_dir)

@@ -404,3 +404,17 @@ def test_model_card_says_one_thing_about_what_was_trained(tmp_path):
                           freeze_encoder_layers=2).text.split())
     assert "fine-tuned (every layer trained)" in text and "kept fixed" not in text
 
+
+
+def test_a_training_log_has_no_transformers_bars(tiny_config, tmp_path, capfd, monkeypatch):
+    """transformers draws a "Loading weights" bar on every load and a "Writing model shards" bar on every
+    checkpoint: a training log is full of them. Trainer's own bar is the one a user wants."""
+    from newstagger.training import train
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    train(tiny_config(tmp_path, max_steps=4))
+    err = capfd.readouterr().err
+    assert "Writing model shards" not in err and "Loading weights" not in err
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()  # put back as it was
