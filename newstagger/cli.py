@@ -306,11 +306,13 @@ def run_export(args) -> int:
     if not (Path(args.model) / "config.json").is_file():
         raise InputError(f"{args.model}: not a model folder (no config.json)")
     if args.onnx or not args.push_to_hub:
-        from .onnx_export import DEFAULT_QUANTIZATION, QUANTIZATIONS, export_onnx
+        from .onnx_export import DEFAULT_QUANTIZATION, check_quantization, export_onnx
 
         quantization = args.quantization or DEFAULT_QUANTIZATION
-        if quantization not in QUANTIZATIONS:
-            raise InputError(f"--quantization: must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+        try:
+            check_quantization(quantization, "--quantization")
+        except ValueError as e:
+            raise InputError(str(e)) from None
         print(export_onnx(args.model, quantization))
     if args.push_to_hub:
         from .hub import push_to_hub

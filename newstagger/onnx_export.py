@@ -118,6 +118,12 @@ class ExportError(RuntimeError):
     """The ONNX export is missing, stale or cannot be built; the message says what to run."""
 
 
+def check_quantization(quantization: str, name: str = "quantization") -> None:
+    """ValueError ``NAME: must be one of ...`` for a quantization that is not one of QUANTIZATIONS."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"{name}: must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+
+
 def _versions() -> dict:
     import onnxruntime
 
@@ -179,8 +185,7 @@ def export_encoder(model, target: Path, quantization: str = DEFAULT_QUANTIZATION
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
 
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    check_quantization(quantization)
     encoder = model.encoder
     previous = encoder.config._attn_implementation
     encoder.set_attn_implementation("eager")  # sdpa does not export to a fusable graph
@@ -368,8 +373,7 @@ def export_onnx(model_dir: str | Path, quantization: str = DEFAULT_QUANTIZATION,
     """Write ``<model_dir>/onnx/`` (see the module docstring), replacing an older export atomically.
     Returns the folder. ``quantization``: one of QUANTIZATIONS (ValueError otherwise); "fp32" writes the
     encoder unquantized. ``model``: the loaded NewsTaggerModel, if the caller has it."""
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    check_quantization(quantization)
     model_dir = Path(model_dir)
     read_model_folder(model_dir)
     digest = weights_digest(model_dir)
