@@ -70,6 +70,7 @@ def main(argv=None) -> int:
         print(f"{args.eval} is absent: nothing to measure on", file=sys.stderr)
         return 2
 
+    from bench.scored import cell
     from newstagger.config import load_config
     from newstagger.data import load_articles
     from newstagger.metrics import evaluate_articles
@@ -96,10 +97,11 @@ def main(argv=None) -> int:
                "topic_thresholds": dict(zip(predictor.labels, map(float, predictor.thresholds))),
                "train_seconds": seconds if seconds > 60 else previous.get("train_seconds", seconds),
                "overrides": overrides}
-        bp, topics = report["boilerplate"], report["topics"]
+        bp, topics = report["boilerplate"], report["topics"]  # None (n/a) for a task the file does not label
         per = topics["per_label"]
-        print(f"| {name} | {bp['precision']:.3f} | {bp['recall']:.3f} | {bp['f1']:.3f} | {topics['macro_f1']:.3f} | "
-              + " | ".join(f"{per[k]['f1']:.3f}" for k in ("diplomacy", "sanctions", "press_freedom"))
+        cells = [bp["precision"], bp["recall"], bp["f1"], topics["macro_f1"],
+                 *(per.get(k, {}).get("f1") for k in ("diplomacy", "sanctions", "press_freedom"))]
+        print(f"| {name} | " + " | ".join(map(cell, cells))
               + f" | {predictor.boilerplate_threshold:.3f} | {row['train_seconds'] / 60:.1f} min |", flush=True)
         results_dir.mkdir(parents=True, exist_ok=True)
         results_file.write_text(json.dumps(row, indent=1))

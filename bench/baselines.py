@@ -8,6 +8,7 @@ Rows:
                   boilerplate. Thresholds 0.5 except where tuned on data/validation.jsonl (--tune).
   justext         jusText's paragraph classifier (stop-word and link density heuristics), boilerplate only.
   newstagger      the saved model, if --model exists.
+A task the evaluation file does not label (no paragraph flags, or no topics) is n/a, never 0.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scored import Scored, cell  # noqa: E402
 from newstagger.data import DEFAULT_LABELS, load_articles  # noqa: E402
-from newstagger.metrics import best_threshold, boilerplate_report, topic_report  # noqa: E402
+from newstagger.metrics import best_threshold  # noqa: E402
 
 
 def article_text(a):
@@ -88,14 +90,19 @@ def main(argv=None) -> int:
     train = load_articles(ROOT / "data" / "train.jsonl", labels).articles
     validation = load_articles(ROOT / "data" / "validation.jsonl", labels).articles
     evaluation = load_articles(args.eval, labels).articles
-    topic_true = np.array([[int(l in a.topics) for l in labels] for a in evaluation])
-    bp_true = np.array([f for a in evaluation for f in a.boilerplate])
+    paragraphs = np.cumsum([len(a.paragraphs) for a in evaluation])
+
+    def scored(topic_prob, thresholds, bp_prob, bp_threshold):
+        """The baseline's scores, one (topics, paragraphs) pair per article, reported by newstagger's rules
+        (a task the evaluation file does not label is None, n/a in the table)."""
+        per_article = list(zip(topic_prob, np.split(bp_prob, paragraphs[:-1])))
+        return Scored(per_article, labels, thresholds, bp_threshold).report(evaluation)
 
     rows = {}
-    topic_prob, thresholds, bp_prob, bp_threshold = tfidf_baseline(train, validation, evaluation, labels)
-    rows["tfidf-lr"] = (topic_report(topic_true, topic_prob, labels, thresholds),
-                        boilerplate_report(bp_true, bp_prob, bp_threshold))
-    rows["justext"] = (None, boilerplate_report(bp_true, justext_flags(evaluation), 0.5))
+    tfidf = scored(*tfidf_baseline(train, validation, evaluation, labels))
+    rows["tfidf-lr"] = (tfidf["topics"], tfidf["boilerplate"])
+    justext = scored(np.zeros((len(evaluation), len(labels))), 0.5, justext_flags(evaluation), 0.5)
+    rows["justext"] = (None, justext["boilerplate"])  # paragraphs only
     if (Path(args.model) / "config.json").exists():
         from newstagger.predictor import Predictor
         from newstagger.metrics import evaluate_articles
@@ -103,16 +110,17 @@ def main(argv=None) -> int:
         report = evaluate_articles(Predictor.from_pretrained(args.model), evaluation)
         rows["newstagger"] = (report["topics"], report["boilerplate"])
 
-    print(f"{args.eval}: {len(evaluation)} articles, {len(bp_true)} paragraphs; baselines trained on data/train.jsonl")
+    print(f"{args.eval}: {len(evaluation)} articles, {paragraphs[-1] if len(paragraphs) else 0} paragraphs; "
+          "baselines trained on data/train.jsonl")
     head = "".join(f"{l[:13]:>14}" for l in labels)
     print(f"{'system':<12}{head}{'macro-F1':>10}{'micro-F1':>10}{'bp P':>8}{'bp R':>8}{'bp F1':>8}")
     for name, (topics, bp) in rows.items():
         if topics:
-            cells = "".join(f"{topics['per_label'][l]['f1']:>14.3f}" for l in labels)
-            cells += f"{topics['macro_f1']:>10.3f}{topics['micro_f1']:>10.3f}"
+            cells = "".join(cell(topics["per_label"][l]["f1"], ".3f", 14) for l in labels)
+            cells += cell(topics["macro_f1"], ".3f", 10) + cell(topics["micro_f1"], ".3f", 10)
         else:
             cells = "".join(f"{'-':>14}" for _ in labels) + f"{'-':>10}{'-':>10}"
-        print(f"{name:<12}{cells}{bp['precision']:>8.3f}{bp['recall']:>8.3f}{bp['f1']:>8.3f}")
+        print(f"{name:<12}{cells}" + "".join(cell(bp[k], ".3f", 8) for k in ("precision", "recall", "f1")))
     if args.json:
         print(json.dumps({k: {"topics": t, "boilerplate": b} for k, (t, b) in rows.items()}))
     return 0

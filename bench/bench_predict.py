@@ -9,7 +9,8 @@ Rows, each measured in its own subprocess (so peak RSS is the backend's own):
   int8    Predictor, ONNX Runtime int8 encoder (one chunk per call: batch-invariant), torch heads;
   onnx    Predictor, ONNX Runtime int8 encoder and fp32 heads (`newstagger export --onnx` first): no torch.
 Each prints paragraphs/s (best of --repeat runs after a warm-up, model load excluded), the ratio to naive,
-peak RSS, and topic macro-F1 / boilerplate F1 on the evaluation file. --profile adds where the time goes.
+peak RSS, and topic macro-F1 / boilerplate F1 on the evaluation file (n/a for a task the file does not
+label). --profile adds where the time goes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import scored  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -69,10 +72,7 @@ def predictor_folder(predictor) -> str:
 
 
 def measure(backend: str, model_dir: str, eval_file: str, threads: int, repeat: int, profile: bool) -> dict:
-    import numpy as np
-
     from newstagger.data import load_articles
-    from newstagger.metrics import evaluation_report
     from newstagger.predictor import Predictor
 
     predictor = Predictor.from_pretrained(model_dir, backend="torch" if backend == "naive" else backend,
@@ -99,11 +99,7 @@ def measure(backend: str, model_dir: str, eval_file: str, threads: int, repeat: 
         run()
         profiler.disable()
         where = time_by_stage(pstats.Stats(profiler))
-    topic_true = np.array([[int(l in a.topics) for l in predictor.labels] for a in articles])
-    bp_true = np.concatenate([a.boilerplate for a in articles])
-    report = evaluation_report(topic_true, np.stack([s[0] for s in scores]), bp_true,
-                               np.concatenate([s[1] for s in scores]), predictor.labels, predictor.thresholds,
-                               predictor.boilerplate_threshold)
+    report = scored.report(predictor, articles, scores)  # None for a task the file does not label
     return {"backend": backend, "paragraphs": n_paragraphs, "seconds": min(times),
             "paragraphs_per_s": n_paragraphs / min(times), "peak_rss_mb": peak_rss_mb(),
             "topic_macro_f1": report["topics"]["macro_f1"], "boilerplate_f1": report["boilerplate"]["f1"],
@@ -158,7 +154,7 @@ def main(argv=None) -> int:
     for r in rows:
         ratio = f"{r['paragraphs_per_s'] / naive:.1f}" if naive else "-"
         print(f"{r['backend']:<8}{r['paragraphs_per_s']:>9.1f}{ratio:>9}{r['peak_rss_mb']:>13.0f}"
-              f"{r['topic_macro_f1']:>16.4f}{r['boilerplate_f1']:>8.4f}")
+              f"{scored.cell(r['topic_macro_f1'], '.4f', 16)}{scored.cell(r['boilerplate_f1'], '.4f', 8)}")
     for r in rows:
         if r.get("profile"):
             print(f"profile {r['backend']}: {r['profile']}")
