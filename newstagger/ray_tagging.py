@@ -26,8 +26,9 @@ model folder is shipped to the actors through Ray's object store, so the nodes n
 
 Output rows, one per input record, in no particular order: the fields of ``TaggingResult.to_record()``
 (id, topics, topic_scores, paragraphs, evidence, clean_text) plus ``error`` (null, or
-``"<file>:<line>: <field>: <problem>"`` with every other field null) and ``source_path``/``source_row`` (where
-the record was read). JSONL rows are exactly ``to_record()`` with those keys added. In Parquet, ``topics`` is
+``"<file>:<line>: <field>: <problem>"`` with every other field null, the file named as the user named it, as
+the local engine names it) and ``source_path``/``source_row`` (where the record was read: the absolute path
+the workers opened). JSONL rows are exactly ``to_record()`` with those keys added. In Parquet, ``topics`` is
 a list of strings, ``paragraphs`` a list of structs (index, boilerplate, score), and ``topic_scores`` and
 ``evidence`` are JSON strings (their keys are labels; ``json.loads`` gives the dicts of ``to_record()``).
 
@@ -72,8 +73,9 @@ DEFAULT_ROWS_PER_FILE = 10_000
 MAX_SHIPPED_MODEL_BYTES = 2 << 30
 
 INPUT_SCHEMA = pa.schema([
-    ("source_path", pa.string()), ("source_row", pa.int64()),
-    ("source_name", pa.string()),  # Position.name: the file's path inside its input folder (default ids)
+    ("source_path", pa.string()),  # the file as Ray reads it (absolute), for the output rows
+    ("source", pa.string()), ("source_row", pa.int64()),  # the record's Position: error lines name the
+    ("source_name", pa.string()),  # file as the user named it; name: its path inside its input folder (ids)
     ("record", pa.string()),  # the record as JSON text; null when it could not be read
     ("read_error", pa.string()),  # "<field>: <problem>" when it could not be read
 ])
@@ -92,9 +94,9 @@ RESULT_FIELDS = ("id", "topics", "topic_scores", "paragraphs", "evidence", "clea
 # ---------------------------------------------------------------------------------------------
 
 
-def _input_row(position: Position, item) -> dict:
-    row = {"source_path": position.source, "source_row": position.row, "source_name": position.name,
-           "record": None, "read_error": None}
+def _input_row(path: str, position: Position, item) -> dict:
+    row = {"source_path": path, "source": position.source, "source_row": position.row,
+           "source_name": position.name, "record": None, "read_error": None}
     if isinstance(item, ArticleError):
         row["read_error"] = item.message
         return row
@@ -119,16 +121,17 @@ def _filesystem_path(path: str) -> str:
 
 
 class ArticleRecordsDatasource(FileBasedDatasource):
-    """Input files as rows (source_path, source_row, source_name, record as JSON text, read_error), read
-    by newstagger.inputs.read_stream. Each file is read in order by one task, so the positions are exact;
-    the record rule runs later, in the tagging actors. ``names``: {file: its path inside the input folder
-    it was found in} (input_files' names), so that default ids are those of the local engine."""
+    """Input files as rows (source_path, the record's Position: source, source_row, source_name; record as
+    JSON text, read_error), read by newstagger.inputs.read_stream. Each file is read in order by one task,
+    so the positions are exact; the record rule runs later, in the tagging actors. ``places``: {file: (its
+    path inside the input folder it was found in or None, the file as the local engine names it)}
+    (see _local_files), so that default ids and error lines are those of the local engine."""
 
-    def __init__(self, paths, *, names: dict[str, str] | None = None, limits: Limits = Limits(), columns=None,
-                 rows_per_block: int = ROWS_PER_READ_BLOCK, **kwargs):
+    def __init__(self, paths, *, places: dict[str, tuple[str | None, str]] | None = None, limits: Limits = Limits(),
+                 columns=None, rows_per_block: int = ROWS_PER_READ_BLOCK, **kwargs):
         super().__init__(paths, **kwargs)
         # In the object store, as Ray keeps its own path list: read tasks would each carry a copy otherwise
-        self._names_ref = ray.put({_filesystem_path(p): n for p, n in (names or {}).items()})
+        self._places_ref = ray.put({_filesystem_path(p): place for p, place in (places or {}).items()})
         self.limits = limits
         self.columns = columns
         self.rows_per_block = rows_per_block
@@ -140,9 +143,9 @@ class ArticleRecordsDatasource(FileBasedDatasource):
 
     def _read_stream(self, f, path: str):
         rows = []
-        name = ray.get(self._names_ref).get(path)  # None: a file named directly
-        for position, item in read_stream(f, path, format_of(path)[0], self.limits, self.columns, name):
-            rows.append(_input_row(position, item))
+        name, shown = ray.get(self._places_ref).get(path, (None, path))
+        for position, item in read_stream(f, shown, format_of(path)[0], self.limits, self.columns, name):
+            rows.append(_input_row(path, position, item))
             if len(rows) >= self.rows_per_block:
                 yield pa.Table.from_pylist(rows, schema=INPUT_SCHEMA)
                 rows = []
@@ -164,6 +167,10 @@ def _unpack_model(files: dict) -> str:
     return str(folder)
 
 
+def _position(row: dict) -> Position:
+    return Position(row["source"], row["source_row"], row["source_name"])
+
+
 class TaggingActor:
     """Ray Data callable class: loads the model once, then tags batches of input rows."""
 
@@ -183,10 +190,10 @@ class TaggingActor:
             items[i] = result if not isinstance(result, ArticleError) else result.at(None, items[i].id)
         out = []
         for row, item in zip(rows, items):
-            position = Position(row["source_path"], row["source_row"], row["source_name"])
-            if isinstance(item, ArticleError):
+            position = _position(row)
+            if isinstance(item, ArticleError):  # "file:line: field: problem" as the local engine writes it
                 record = {"id": item.record_id or position.default_id, **{k: None for k in RESULT_FIELDS[1:]},
-                          "error": f"{position}: {item.message}"}
+                          "error": str(item.at(position))}
             else:
                 record = {**item.to_record(), "error": None}
             record["source_path"], record["source_row"] = row["source_path"], row["source_row"]
@@ -195,7 +202,7 @@ class TaggingActor:
 
     def _read(self, row: dict):
         """The row's Article, or the ArticleError that says why there is none."""
-        position = Position(row["source_path"], row["source_row"], row["source_name"])
+        position = _position(row)
         if row["read_error"] is not None:
             return ArticleError(row["read_error"], None, position.default_id)
         try:
@@ -272,6 +279,17 @@ class JsonlSink(_CountingSink):
 def _absolute(path: str | Path) -> str:
     """Local paths made absolute (Ray workers do not share the driver's working directory)."""
     return str(path) if is_uri(str(path)) else str(Path(path).expanduser().resolve())
+
+
+def _local_files(named: list[str], inputs: list[str]):
+    """input_files of the absolute ``inputs`` (what Ray's workers read), each with the file as the local
+    engine names it: the input as the user named it (``named``, in the same order), or, for a file found in
+    an input folder, that folder as named joined with the file's path inside it (a URI: as listed). Error
+    lines are built from that name (Position), so both engines write the same ``file:line: field: problem``."""
+    for given, absolute in zip(named, inputs):
+        for source, problem, name in input_files([absolute]):
+            shown = source if is_uri(given) else given if name is None else str(Path(given) / name)
+            yield source, problem, name, shown
 
 
 def _filesystem(path: str):
@@ -386,10 +404,11 @@ def tag_ray(options: TagOptions) -> RunSummary:
     model, output = _absolute(options.model), _absolute(options.output)
     if not is_uri(model) and not (Path(model) / "config.json").is_file():
         raise InputError(f"{model}: not a model folder (no config.json)")
-    inputs = [_absolute(p) for p in check_inputs(options.inputs, options.columns, stdin_ok=False)]
+    named = check_inputs(options.inputs, options.columns, stdin_ok=False)
+    inputs = [_absolute(p) for p in named]
     _check_apart(output, inputs)
-    files = [(source, problem or (RAY_PATH_PROBLEM if _PATH_RAY_MANGLES.search(source) else None), name)
-             for source, problem, name in input_files(inputs)]
+    files = [(source, problem or (RAY_PATH_PROBLEM if _PATH_RAY_MANGLES.search(source) else None), name, shown)
+             for source, problem, name, shown in _local_files(named, inputs)]
     summary = RunSummary(output=output, options=options_record(options))
     summary.options.update(model=model, inputs=inputs, num_threads=threads)
     if not prepare_output(output, options.overwrite):
@@ -409,16 +428,16 @@ def tag_ray(options: TagOptions) -> RunSummary:
         summary.startup_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        readable = [source for source, problem, _ in files if problem is None]
-        names = {source: name for source, problem, name in files if problem is None and name is not None}
+        readable = [source for source, problem, _, _ in files if problem is None]
+        places = {source: (name, shown) for source, problem, name, shown in files if problem is None}
         # Reads and writes ask for no CPU: the actors may hold every CPU of the cluster, and a read task
         # waiting for one would stall the job (Ray Data does not preempt actors).
-        datasource = ArticleRecordsDatasource(readable, names=names, limits=options.limits,
+        datasource = ArticleRecordsDatasource(readable, places=places, limits=options.limits,
                                               columns=options.columns.wanted())
         ds = ray.data.read_datasource(datasource, num_cpus=0)
-        unreadable = [_input_row(Position(source, None if format_of(source)[0] == "txt" else 1, name),
+        unreadable = [_input_row(source, Position(shown, None if format_of(source)[0] == "txt" else 1, name),
                                  ArticleError(problem))
-                      for source, problem, name in files if problem is not None]
+                      for source, problem, name, shown in files if problem is not None]
         if unreadable:  # dangling or looping links in an input folder, names Ray cannot open: one error row each
             ds = ds.union(ray.data.from_arrow(pa.Table.from_pylist(unreadable, schema=INPUT_SCHEMA)))
         actor_options = dataclasses.replace(options, model=None, num_threads=threads)

@@ -111,7 +111,8 @@ def assert_same_record(got: dict, want: dict, where):
     assert got["clean_text"] == want["clean_text"], where
 
 
-def check_output(output: Path, corpus_folder: Path, expected: dict, model_dir):
+def check_output(output: Path, corpus_folder: Path, expected: dict, model_dir, named: str | None = None):
+    """``named``: the input folder as the command named it (default: its absolute path)."""
     rows = read_output(output)
     keys = [(Path(r["source_path"]).name, r["source_row"]) for r in rows]
     assert sorted(keys) == sorted(expected), "every input record must come out exactly once"
@@ -124,7 +125,8 @@ def check_output(output: Path, corpus_folder: Path, expected: dict, model_dir):
             assert_same_record(got, want[key], key)
         else:
             assert got["id"] == rid, key
-            assert got["error"].startswith(f"{got['source_path']}:{key[1]}: "), got["error"]
+            # the file as the user named it, as the local engine writes it; source_path is what Ray opened
+            assert got["error"].startswith(f"{named or corpus_folder}/{key[0]}:{key[1]}: "), got["error"]
             assert detail in got["error"], (key, got["error"])
             assert all(got[f] is None for f in ("topics", "topic_scores", "paragraphs", "evidence", "clean_text"))
     success = json.loads((output / SUCCESS_FILE).read_text())
@@ -134,13 +136,15 @@ def check_output(output: Path, corpus_folder: Path, expected: dict, model_dir):
     return rows
 
 
-def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corpus, tiny_model_dir, tmp_path):
+def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corpus, tiny_model_dir, tmp_path,
+                                                              monkeypatch):
     folder, expected = corpus
     assert ray.nodes()[0]["NodeManagerAddress"] == "127.0.0.1", "the local instance must stay on loopback"
     assert ray.cluster_resources()["CPU"] == 2
     output = tmp_path / "tags"
-    argv = ["--model", str(tiny_model_dir), str(folder / "a.jsonl"), str(folder / "b.jsonl"),
-            str(folder / "c.parquet"), "--output", str(output), "--num-actors", "2", "--num-threads", "1",
+    monkeypatch.chdir(folder.parent)  # inputs named by relative paths, as a user types them
+    argv = ["--model", str(tiny_model_dir), f"{folder.name}/a.jsonl", f"{folder.name}/b.jsonl",
+            f"{folder.name}/c.parquet", "--output", str(output), "--num-actors", "2", "--num-threads", "1",
             "--chunk-size", "4", "--output-format", "parquet"]
     assert main(argv) == 1  # the job completes; 1 says some records are error rows
     shards = sorted(p.name for p in output.iterdir())
@@ -148,7 +152,7 @@ def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corp
     schema = pq.read_schema(next(output.glob("*.parquet")))
     assert schema.names == ["id", "topics", "topic_scores", "paragraphs", "evidence", "clean_text", "error",
                             "source_path", "source_row"]
-    check_output(output, folder, expected, tiny_model_dir)
+    check_output(output, folder, expected, tiny_model_dir, named=folder.name)
 
     # A complete output folder is skipped on a re-run (no job); --overwrite would redo it.
     before = {p.name: p.stat().st_mtime_ns for p in output.iterdir()}
@@ -185,12 +189,14 @@ def test_output_folder_with_other_files_is_refused(tiny_model_dir, corpus, tmp_p
 
 
 def test_ray_gives_the_local_engines_ids_for_same_named_files_in_sub_folders(ray_instance, tiny_model_dir,
-                                                                             tmp_path):
+                                                                             tmp_path, monkeypatch):
     """A record without an id is named by its file's path inside the input folder, on both engines alike:
-    two 2024.jsonl and two 2024.parquet in sub-folders, two story.txt, a dangling link. A file name holding
-    a newline, which Ray Data cannot open (it drops the newline from the path and read another file or
-    crashed), is one error row, its path quoted so the error stays on one line."""
-    corpus = tmp_path / "corpus"
+    two 2024.jsonl and two 2024.parquet in sub-folders, two story.txt, a dangling link. Error lines name the
+    file as the user named it (here a relative folder), on both engines alike. A file name holding a newline,
+    which Ray Data cannot open (it drops the newline from the path and read another file or crashed), is one
+    error row, its path quoted so the error stays on one line."""
+    monkeypatch.chdir(tmp_path)
+    corpus = Path("corpus")
     for sub in ("a", "b"):
         (corpus / sub).mkdir(parents=True)
         lines = [json.dumps({"text": f"Talks resumed in {sub}."}), json.dumps({"title": "no text"})]
@@ -219,10 +225,13 @@ def test_ray_gives_the_local_engines_ids_for_same_named_files_in_sub_folders(ray
                  "--output-format", "jsonl"]) == 1
     rows = read_output(output)
     assert sorted(r["id"] for r in rows) == sorted(ids + ["z/new\nline.jsonl:1", "z/newline.jsonl:1"])
-    # Errors name the full path (here absolute on both engines), quoted when it holds a newline
+    # Errors name the path as given (here relative, on both engines), quoted when it holds a newline;
+    # source_path is the absolute path Ray's workers opened
     errors = {r["id"]: r["error"] for r in rows if r["error"]}
     assert errors.pop("z/new\nline.jsonl:1") == f"{str(odd)!r}:1: {RAY_PATH_PROBLEM}"
     assert errors == {r["id"]: r["error"] for r in local_rows if "error" in r}
+    assert errors["y/gone.txt"].startswith("corpus/y/gone.txt: file: ")
+    assert {Path(r["source_path"]).is_absolute() for r in rows} == {True}
     by_id = {r["id"]: r for r in rows if r["error"] is None}
     for record in local_rows:
         if "error" not in record and record["id"] != "kept":
