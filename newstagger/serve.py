@@ -8,8 +8,9 @@
     GET  /health    {"status": "ok"} once the model is loaded
     GET  /metadata  labels, thresholds, backend, limits, the model card's metadata, versions
     GET  /openapi.json  the OpenAPI schema (served by the service itself, works offline)
-    GET  /docs      Swagger UI over that schema; the page loads its scripts from cdn.jsdelivr.net (FastAPI's
-                    default), so on a machine without internet access it is blank: read /openapi.json instead
+    GET  /docs      Swagger UI over that schema, /redoc ReDoc; their scripts are served by the service itself
+                    (fastapi-offline), so the pages work on a machine without internet access (FastAPI's own
+                    pages load them from a CDN and are blank offline)
 
 Requests that arrive while the model is busy wait in a queue; the batcher takes up to ``max_batch``
 articles, waiting at most ``batch_wait_ms`` for more after the first, and tags them in one Predictor call,
@@ -37,8 +38,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline  # FastAPI with the docs pages' scripts served locally
 from starlette.requests import ClientDisconnect
 
 from .inputs import ArticleError, InputError, Limits
@@ -234,9 +236,9 @@ def create_app(predictor, options: ServeOptions):
         yield
         await batcher.stop()
 
-    app = FastAPI(title="newstagger", lifespan=lifespan,
-                  description="Topic tagging and boilerplate flagging of news articles.",
-                  version=_versions(predictor.backend).get("newstagger", "0"))
+    app = FastAPIOffline(title="newstagger", lifespan=lifespan,
+                         description="Topic tagging and boilerplate flagging of news articles.",
+                         version=_versions(predictor.backend).get("newstagger", "0"))
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"detail": message}, status_code=status)

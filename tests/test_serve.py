@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -162,8 +163,15 @@ def test_health_metadata_and_docs(server):
     assert set(meta["topic_thresholds"]) == set(meta["labels"]) and "torch" in meta["versions"]
     status, spec = call(server, "/openapi.json")
     assert status == 200 and "/tag" in spec["paths"] and "requestBody" in spec["paths"]["/tag"]["post"]
-    with urllib.request.urlopen(server + "/docs", timeout=30) as response:  # its scripts come from a CDN
-        assert response.status == 200 and "/openapi.json" in response.read().decode()
+    for page in ("/docs", "/redoc"):  # the pages and every script and stylesheet they load come from the service
+        with urllib.request.urlopen(server + page, timeout=30) as response:
+            html = response.read().decode()
+        assert response.status == 200 and "/openapi.json" in html
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html)
+        assert assets and all(a.startswith("/") for a in assets), assets  # no CDN
+        for asset in assets:
+            with urllib.request.urlopen(server + asset, timeout=30) as response:
+                assert response.status == 200 and len(response.read()) > 10_000
 
 
 def test_a_model_without_its_onnx_export_is_a_usage_error_not_a_crash(tiny_model_dir, tmp_path, capsys):
