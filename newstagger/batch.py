@@ -38,7 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .inputs import (SOURCE_FIELDS, STDIN, Article, ArticleError, Columns, InputError, Limits, Position,
-                     check_inputs, is_uri, iter_articles)
+                     check_inputs, format_of, is_uri, iter_articles)
 from .runtime import BACKENDS
 
 DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are sorted and batched together
@@ -115,6 +115,7 @@ class RunSummary:
     seconds: float = 0.0  # this run's reading and tagging time
     startup_seconds: float = 0.0  # Ray: connecting to or starting Ray
     first_error: str | None = None  # the output's first (an earlier run's, resumed), shown so a failure is seen
+    blank_lines: int = 0  # blank lines of JSONL inputs: not records, so they have no output record (BlankLines)
     output: str = ""
     skipped: bool = False  # Ray: the output folder was already complete
     options: dict = field(default_factory=dict)
@@ -136,9 +137,47 @@ class RunSummary:
             line += f" (start-up {self.startup_seconds:.1f} s not included)"
         if self.first_error:
             line += f"; first error: {self.first_error}"
+        if self.blank_lines:  # why an output has fewer records than its input has lines
+            line += (f"; {self.blank_lines} blank line{'s' if self.blank_lines > 1 else ''} skipped "
+                     "(not records: join outputs to inputs by id)")
         if not self.records:  # an empty file or folder is not an error, but a user should not miss it
             line += "; the inputs held no records (empty files?)"
         return line
+
+
+class BlankLines:
+    """Blank lines of JSONL inputs, which are not records, counted from the line numbers of the records read.
+    inputs.read_jsonl gives every other line one record (or error record) at its line number, so a file that
+    gave R records, the last on line L, holds L - R blank lines before its last record; blank lines after it
+    leave no trace and are not counted. Either engine ``add``s the position of every record it reads; Ray's
+    write tasks each count theirs and the driver ``merge``s them. ``files``: JSONL source -> [records, last
+    line]."""
+
+    def __init__(self):
+        self.files: dict[str, list[int]] = {}
+
+    def add(self, source: str, row: int | None) -> None:
+        if row is None or (format_of(source)[0] or "jsonl") != "jsonl":  # no suffix: standard input, read as JSONL
+            return
+        seen = self.files.setdefault(source, [0, 0])
+        seen[0] += 1
+        seen[1] = max(seen[1], row)
+
+    def merge(self, files: dict) -> None:
+        for source, (records, last) in files.items():
+            seen = self.files.setdefault(source, [0, 0])
+            seen[0] += records
+            seen[1] = max(seen[1], last)
+
+    @property
+    def count(self) -> int:
+        return sum(max(0, last - records) for records, last in self.files.values())  # 0: a file named twice
+
+    def watch(self, items: Iterator[tuple[Position, object]]) -> Iterator[tuple[Position, object]]:
+        """``items`` unchanged, each position added on the way."""
+        for position, item in items:
+            self.add(position.source, position.row)
+            yield position, item
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,9 +591,11 @@ def tag_local(options: TagOptions) -> RunSummary:
     output = check_output(options.output, inputs, options.resume, options.overwrite)
     limits = getattr(options.model, "limits", None) or options.limits  # a ready Predictor has its own
     summary = RunSummary(output=str(output) if output is not None else "-")
+    blank = BlankLines()
 
-    def articles(exclude=()):
-        return iter_articles(inputs, options.columns, limits, exclude=exclude)
+    def articles(exclude=(), count_blank_lines=True):
+        items = iter_articles(inputs, options.columns, limits, exclude=exclude)
+        return blank.watch(items) if count_blank_lines else items
 
     written = None
     items = None
@@ -592,13 +633,14 @@ def tag_local(options: TagOptions) -> RunSummary:
     try:
         if options.site_repeat:
             repeated, total = count_repeated_paragraphs(
-                tqdm(articles(exclude), desc="site-repeat: counting paragraphs", unit=" articles",
-                     disable=not progress, file=sys.stderr), options.site_repeat_min)
+                tqdm(articles(exclude, count_blank_lines=False), desc="site-repeat: counting paragraphs",
+                     unit=" articles", disable=not progress, file=sys.stderr), options.site_repeat_min)
         if items is None:
             items = articles(exclude)
         _run(predictor, items, out, options, summary, repeated, progress, total)
     finally:
         out.close()
+    summary.blank_lines = blank.count  # the earlier run's too, when resumed (the skipped records passed by)
     return summary
 
 

@@ -60,7 +60,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("newstagger.ray_tagging needs Ray Data: pip install 'newstagger[ray]' "
                       f"(ray[data]==2.60.0) ({e})") from e
 
-from .batch import RunSummary, TagOptions, load_predictor, options_record, resolve_device  # noqa: E402
+from .batch import BlankLines, RunSummary, TagOptions, load_predictor, options_record, resolve_device  # noqa: E402
 from .inputs import (STDIN, ArticleError, InputError, Limits, Position,  # noqa: E402
                      article_from_record, check_inputs, format_of, input_files, is_uri, read_stream)
 
@@ -85,7 +85,8 @@ PARQUET_SCHEMA = pa.schema([
     ("paragraphs", pa.list_(PARAGRAPH_TYPE)), ("evidence", pa.string()), ("clean_text", pa.string()),
     ("error", pa.string()), ("source_path", pa.string()), ("source_row", pa.int64()),
 ])
-JSONL_SCHEMA = pa.schema([("id", pa.string()), ("error", pa.string()), ("json", pa.string())])
+JSONL_SCHEMA = pa.schema([("id", pa.string()), ("error", pa.string()), ("json", pa.string()),
+                          ("source_path", pa.string()), ("source_row", pa.int64())])  # written: json only
 RESULT_FIELDS = ("id", "topics", "topic_scores", "paragraphs", "evidence", "clean_text")
 
 
@@ -214,7 +215,8 @@ class TaggingActor:
     def _table(self, records: list[dict]) -> pa.Table:
         if self.options.output_format == "jsonl":
             return pa.Table.from_pylist(
-                [{"id": r["id"], "error": r["error"], "json": json.dumps(r, ensure_ascii=False)} for r in records],
+                [{"id": r["id"], "error": r["error"], "json": json.dumps(r, ensure_ascii=False),
+                  "source_path": r["source_path"], "source_row": r["source_row"]} for r in records],
                 schema=JSONL_SCHEMA)
         for r in records:
             if r["error"] is None:
@@ -229,24 +231,31 @@ class TaggingActor:
 
 
 class _CountingSink(BlockBasedFileDatasink):
-    """Writes one file per write task and counts rows and error rows (``totals`` after the write)."""
+    """Writes one file per write task and counts rows, error rows (``totals`` after the write) and the
+    blank lines of JSONL inputs (``blank_lines``, from the rows' source_path and source_row)."""
 
     def __init__(self, path: str, file_format: str, rows_per_file: int | None, **kwargs):
         super().__init__(path, file_format=file_format, min_rows_per_file=rows_per_file, **kwargs)
         self.totals = {"rows": 0, "errors": 0}
+        self.blank_lines = BlankLines()
 
     def write(self, blocks, ctx):
         blocks = list(blocks)
         super().write(blocks, ctx)
         tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
+        blank = BlankLines()
+        for t in tables:
+            for path, row in zip(t.column("source_path").to_pylist(), t.column("source_row").to_pylist()):
+                blank.add(path, row)
         return {"rows": sum(t.num_rows for t in tables),
-                "errors": sum(t.num_rows - t.column("error").null_count for t in tables)}
+                "errors": sum(t.num_rows - t.column("error").null_count for t in tables), "files": blank.files}
 
     def on_write_complete(self, write_result):
         super().on_write_complete(write_result)
         for counts in write_result.write_returns:
             for key in self.totals:
                 self.totals[key] += counts[key]
+            self.blank_lines.merge(counts["files"])
 
 
 class ParquetSink(_CountingSink):
@@ -449,6 +458,7 @@ def tag_ray(options: TagOptions) -> RunSummary:
             output, rows_per_file=options.rows_per_file)
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0})
         summary.records, summary.errors = sink.totals["rows"], sink.totals["errors"]
+        summary.blank_lines = sink.blank_lines.count
         summary.tagged = summary.records - summary.errors
         summary.seconds = time.perf_counter() - start
         _write_success(output, summary)
@@ -461,7 +471,8 @@ def tag_ray(options: TagOptions) -> RunSummary:
 def _write_success(output: str, summary: RunSummary) -> None:
     fs, base = _filesystem(output)
     fs.create_dir(base, recursive=True)  # a job with no record writes no file
-    data = {"records": summary.records, "errors": summary.errors, "seconds": summary.seconds,
+    data = {"records": summary.records, "errors": summary.errors, "blank_lines": summary.blank_lines,
+            "seconds": summary.seconds,
             "startup_seconds": summary.startup_seconds, "options": summary.options}
     with fs.open_output_stream(f"{base.rstrip('/')}/{SUCCESS_FILE}") as f:
         f.write(json.dumps(data, indent=2, default=str).encode("utf-8"))

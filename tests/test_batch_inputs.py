@@ -81,9 +81,34 @@ def test_jsonl_records_with_text_get_line_ids(predictor, tmp_path):
         f.write(b"\n" + json.dumps({"text": texts[2], "title": "Extended"}).encode() + b"\n")  # blank line 3
     counts, out = tag(predictor, [path], tmp_path)
     assert [r["id"] for r in out] == ["plain.jsonl:1", "given", "plain.jsonl:4"]
+    assert counts.blank_lines == 1 and "; 1 blank line skipped (not records" in counts.summary()
     for record, text in zip(out, texts):
         assert_tagged(record, len(split_paragraphs(text)))
     assert [len(r["paragraphs"]) for r in out] == [2, 3, 1]
+
+
+def test_summary_says_how_many_blank_lines_were_skipped(predictor, source_records, tmp_path):
+    """Blank JSONL lines are not records: the summary says how many there were, so that an output with fewer
+    records than its input has lines is explained (a resumed run counts the earlier run's part too)."""
+    first, second = (json.dumps(r).encode() for r in source_records[:2])
+    spaced = tmp_path / "spaced.jsonl"
+    spaced.write_bytes(b"\n" + first + b"\n\n \t \n" + second + b"\n")  # lines 1, 3 and 4 are blank
+    plain = write_lines(tmp_path / "plain.jsonl", [source_records[2]])
+    table = tmp_path / "table.csv"
+    table.write_text('id,text\nc1,"One paragraph.\n\nAnother paragraph."\n', encoding="utf-8")  # not JSONL
+    counts, out = tag(predictor, [spaced, plain, table], tmp_path)
+    assert len(out) == counts.records == 4
+    assert counts.blank_lines == 3
+    assert "; 3 blank lines skipped (not records: join outputs to inputs by id)" in counts.summary()
+    none, _ = tag(predictor, [plain, table], tmp_path)
+    assert none.blank_lines == 0 and "blank" not in none.summary()
+
+    reference = tmp_path / "reference.jsonl"
+    tag_files(predictor, [str(spaced), str(plain)], reference, progress=False)
+    output = tmp_path / "resumed.jsonl"
+    output.write_bytes(reference.read_bytes().splitlines(keepends=True)[0])  # stopped after the first record
+    resumed = tag_files(predictor, [str(spaced), str(plain)], output, resume=True, progress=False)
+    assert (resumed.resumed, resumed.records, resumed.blank_lines) == (1, 3, 3)
 
 
 def test_csv_with_text_and_id_columns(predictor, tmp_path):
@@ -502,6 +527,7 @@ def test_fuzz_every_line_gives_one_output_record(predictor, source_records, tmp_
     counts, out = tag(predictor, [path], tmp_path, chunk_size=7)
     expected = [n for n, line in enumerate(path.read_bytes().split(b"\n"), start=1) if line.strip()]
     assert counts.records == len(out) == len(expected)
+    assert counts.blank_lines == expected[-1] - len(expected)  # whitespace-only junk before the last record
     for record, line in zip(out, expected):
         assert "error" not in record or record["error"].startswith(f"{path}:{line}: ")
 

@@ -132,6 +132,7 @@ def check_output(output: Path, corpus_folder: Path, expected: dict, model_dir, n
     success = json.loads((output / SUCCESS_FILE).read_text())
     assert success["records"] == len(expected)
     assert success["errors"] == sum(1 for v in expected.values() if v[0] == "error")
+    assert success["blank_lines"] == 1  # a.jsonl's blank line: not a record, but counted
     assert success["options"]["num_actors"] == 2
     return rows
 
@@ -169,7 +170,8 @@ def test_ray_jsonl_output_is_to_record(ray_instance, corpus, tiny_model_dir, tmp
     status = main(["--model", str(tiny_model_dir), str(folder), "--output", str(output), "--num-actors", "2",
                    "--output-format", "jsonl", "--chunk-size", "8"])
     assert status == 1
-    assert "errors: 5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "errors: 5" in err and "; 1 blank line skipped (not records: join outputs to inputs by id)" in err
     assert not (output / "stale_000000.jsonl").exists()
     rows = check_output(output, folder, expected, tiny_model_dir)
     ok = [r for r in rows if r["error"] is None]
