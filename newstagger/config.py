@@ -135,6 +135,20 @@ class TrainingConfig:
         accepted = set(inspect.signature(NewsTaggerConfig.__init__).parameters)
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in accepted}
 
+    def trained_parts(self, has_flags: bool) -> tuple[str, int]:
+        """What training changes: the one rule training.train sets requires_grad by and the model card states.
+        ``has_flags``: some training article has paragraph flags. Returns (part, fixed encoder layers):
+          ("topic head", 0): init_from on a corpus without flags: only the topic_* parameters train; the kept
+              encoder, context layer and boilerplate head stay exactly as trained (nothing to learn them from);
+          ("context and heads", 0): encoder_mode frozen: the encoder takes no part (its vectors are cached);
+          ("everything", n): finetune: the encoder trains too, its embeddings and first n layers fixed
+              (freeze_encoder_layers; 0 with init_from: a trained encoder trains in every layer)."""
+        if self.init_from and not has_flags:
+            return "topic head", 0
+        if self.encoder_mode == "frozen":
+            return "context and heads", 0
+        return "everything", 0 if self.init_from else self.freeze_encoder_layers
+
     def fingerprint(self, data_files: Sequence[str | None] = ()) -> str:
         """Hash of the config and the bytes of its data files: same hash, same trained model."""
         h = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode())

@@ -58,15 +58,17 @@ def split_files(training_config) -> dict:
 
 
 def what_was_trained(training_config, flags_trained: bool) -> str:
-    """The encoder's part in training, as training.train sets it: one statement, used once in the card."""
-    if training_config.init_from and not flags_trained:  # training.train leaves only topic_* parameters trainable
+    """The encoder's part in training, by the rule training.train applies (TrainingConfig.trained_parts): one
+    statement, used once in the card."""
+    part, fixed_layers = training_config.trained_parts(flags_trained)
+    if part == "topic head":
         return ("kept unchanged from the starting model (the training data has no paragraph flags: only the topic "
                 "head was trained)")
-    if training_config.encoder_mode == "frozen":
+    if part == "context and heads":
         return "frozen (only the context layer and heads trained)"
-    if training_config.init_from or not training_config.freeze_encoder_layers:  # init_from trains every layer
+    if not fixed_layers:
         return "fine-tuned (every layer trained)"
-    return f"fine-tuned (embeddings and first {training_config.freeze_encoder_layers} layers kept fixed)"
+    return f"fine-tuned (embeddings and first {fixed_layers} layers kept fixed)"
 
 
 def build_model_card(final_dir: Path, model_config, training_config, reports: dict, sizes: dict, state=None) -> ModelCard:
@@ -89,10 +91,12 @@ def build_model_card(final_dir: Path, model_config, training_config, reports: di
     encoder = what_was_trained(training_config, flags_trained)
     counts = ", ".join(f"{label} {n}" for label, n in sizes.get("label_counts", {}).items())
     started = training_config.init_from
-    origin = "" if not started else (
-        f"\n- Started from `{started}`: its encoder, context layer and boilerplate head"
-        + (" were kept and trained further." if flags_trained else
-           " were kept unchanged, so its boilerplate judgement and threshold are those of that model."))
+    kept = {"topic head": " were kept unchanged, so its boilerplate judgement and threshold are those of that model.",
+            "context and heads": " were kept; its context layer and boilerplate head were trained further, its "
+                                 "encoder was not (frozen).",
+            "everything": " were kept and trained further."}
+    origin = "" if not started else (f"\n- Started from `{started}`: its encoder, context layer and boilerplate head"
+                                     + kept[training_config.trained_parts(flags_trained)[0]])
     carved = training_config.validation_file is None
     caveat = ("The validation split was carved from the training file and the thresholds were tuned on it: "
               "its scores are optimistic; judge the model on the test split or on your own held-out articles."

@@ -274,6 +274,23 @@ def build_augmenter(config: TrainingConfig, train: list[Article], seed: int):
     return BoilerplateAugmenter(entries, config.augment_probability, seed=seed)
 
 
+def set_trainable(model: NewsTaggerModel, config: TrainingConfig, has_flags: bool) -> None:
+    """Fix the parameters that config.trained_parts says do not train (the rule the model card states).
+    ``has_flags``: some training article has paragraph flags."""
+    part, fixed_layers = config.trained_parts(has_flags)
+    if part == "topic head":
+        # No flags to learn from: the boilerplate judgement stays exactly as trained, and topic pooling
+        # still ignores what it flags, so this corpus's outlet appeals never leak into its topics.
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith("topic_"))
+    elif part == "context and heads":
+        model.encoder.requires_grad_(False)
+    if fixed_layers:
+        model.encoder.embeddings.requires_grad_(False)
+        for layer in model.encoder.encoder.layer[:fixed_layers]:
+            layer.requires_grad_(False)
+
+
 def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: bool = False) -> Path:
     """Train a model as ``config`` says and save it to its output_dir (the steps are in _train)."""
     from .runtime import no_transformers_bars
@@ -321,11 +338,6 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         if differing:  # the kept weights were built for these; the config's values cannot apply
             logger.warning("init_from %s: kept from the trained model: %s", config.init_from, ", ".join(differing))
         tokenizer = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=False)
-        if not any(a.boilerplate is not None for a in train_articles):
-            # No flags to learn from: the boilerplate judgement stays exactly as trained, and topic pooling
-            # still ignores what it flags, so this corpus's outlet appeals never leak into its topics.
-            for name, parameter in model.named_parameters():
-                parameter.requires_grad_(name.startswith("topic_"))
     else:
         base = resolve_base_model(config.base_model)
         try:
@@ -338,15 +350,11 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
     # mean-pooled), so it never gets a gradient: freeze it, or DDP (find_unused_parameters=False) fails.
     if getattr(model.encoder, "pooler", None) is not None:
         model.encoder.pooler.requires_grad_(False)
-    if config.freeze_encoder_layers and not config.init_from:
-        model.encoder.embeddings.requires_grad_(False)
-        for layer in model.encoder.encoder.layer[:config.freeze_encoder_layers]:
-            layer.requires_grad_(False)
+    set_trainable(model, config, any(a.boilerplate is not None for a in train_articles))
     vectors = None
     if config.encoder_mode == "frozen":
         # Fast mode: every text training can see (articles, and the bank entries augmentation adds) is
-        # encoded once; the encoder then takes no part in training.
-        model.encoder.requires_grad_(False)
+        # encoded once; the encoder (fixed by trained_parts) then takes no part in training.
         vectors = VectorCache(model, tokenizer, config.max_paragraph_tokens, config.encoder_micro_batch,
                               config.vector_cache_dir)
         bank = load_bank(config.boilerplate_bank) if config.augment and config.boilerplate_bank else []

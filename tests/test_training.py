@@ -403,6 +403,45 @@ def test_model_card_says_one_thing_about_what_was_trained(tmp_path):
     text = " ".join(_card(tmp_path, {"validation": _report()}, init_from="runs/default",
                           freeze_encoder_layers=2).text.split())
     assert "fine-tuned (every layer trained)" in text and "kept fixed" not in text
+    assert "were kept and trained further." in text
+    text = " ".join(_card(tmp_path, {"validation": _report()}, freeze_encoder_layers=2).text.split())
+    assert "fine-tuned (embeddings and first 2 layers kept fixed)" in text and "every layer" not in text
+    # init_from with flags in frozen mode: the kept encoder is not trained further, its heads are
+    text = " ".join(_card(tmp_path, {"validation": _report()}, init_from="runs/default", encoder_mode="frozen"
+                          ).text.split())
+    assert "frozen (only the context layer and heads trained)" in text
+    assert "its encoder was not (frozen)" in text and "were kept and trained further" not in text
+
+
+@pytest.mark.parametrize("settings, has_flags, part, fixed", [
+    ({"init_from": "runs/default"}, False, "topic head", 0),
+    ({"init_from": "runs/default", "encoder_mode": "frozen", "freeze_encoder_layers": 2}, False, "topic head", 0),
+    ({"init_from": "runs/default", "encoder_mode": "frozen"}, True, "context and heads", 0),
+    ({"encoder_mode": "frozen", "freeze_encoder_layers": 2}, False, "context and heads", 0),
+    ({"init_from": "runs/default", "freeze_encoder_layers": 2}, True, "everything", 0),
+    ({"freeze_encoder_layers": 1}, True, "everything", 1),
+    ({}, False, "everything", 0),
+])
+def test_trained_parts_is_the_rule_training_applies(tiny_model_dir, settings, has_flags, part, fixed):
+    """TrainingConfig.trained_parts, and the parameters training.train leaves trainable by it (the same
+    rule the model card states): checked on the tiny trained model, whose encoder has 2 layers."""
+    from newstagger.config import TrainingConfig
+    from newstagger.model import NewsTaggerModel
+    from newstagger.training import set_trainable
+
+    config = TrainingConfig(**settings)
+    assert config.trained_parts(has_flags) == (part, fixed)
+    model = NewsTaggerModel.from_pretrained(tiny_model_dir)
+    set_trainable(model, config, has_flags)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    encoder = {name for name in trainable if name.startswith("encoder.")}
+    assert trainable and all(name.startswith("topic_") for name in trainable) == (part == "topic head")
+    assert any(name.startswith("boilerplate_head.") for name in trainable) == (part != "topic head")
+    assert bool(encoder) == (part == "everything")
+    if part == "everything":
+        assert any(name.startswith("encoder.encoder.layer.1.") for name in encoder)  # the last layer trains
+        for first in ("encoder.embeddings.", "encoder.encoder.layer.0."):
+            assert any(name.startswith(first) for name in encoder) == (fixed == 0), first
 
 
 
