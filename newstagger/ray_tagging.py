@@ -43,6 +43,7 @@ paths: each such file is one error row). Records without an id get the local eng
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -159,13 +160,17 @@ class ArticleRecordsDatasource(FileBasedDatasource):
 # ---------------------------------------------------------------------------------------------
 
 
-def _unpack_model(files: dict) -> str:
+@contextlib.contextmanager
+def _unpacked_model(files: dict):
+    """The shipped model folder ({file name: bytes}) written to a temporary folder for as long as loading
+    takes, then removed: a loaded Predictor holds everything in memory, and an actor per run on every node
+    would otherwise leave a model-sized folder in its temp directory each time."""
     import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix="newstagger-model-"))
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return str(folder)
+    with tempfile.TemporaryDirectory(prefix="newstagger-model-") as folder:
+        for name, data in files.items():
+            (Path(folder) / name).write_bytes(data)
+        yield folder
 
 
 def _position(row: dict) -> Position:
@@ -176,11 +181,12 @@ class TaggingActor:
     """Ray Data callable class: loads the model once, then tags batches of input rows."""
 
     def __init__(self, model, options: TagOptions):
-        if isinstance(model, dict):  # {"ref": ObjectRef of {file name: bytes}}: the shipped model folder
-            model = _unpack_model(ray.get(model["ref"]))
-        self.predictor = load_predictor(model, backend=options.backend, batch_size=options.batch_size,
-                                        num_threads=options.num_threads, limits=options.limits,
-                                        device=options.device)
+        with contextlib.ExitStack() as stack:
+            if isinstance(model, dict):  # {"ref": ObjectRef of {file name: bytes}}: the shipped model folder
+                model = stack.enter_context(_unpacked_model(ray.get(model["ref"])))
+            self.predictor = load_predictor(model, backend=options.backend, batch_size=options.batch_size,
+                                            num_threads=options.num_threads, limits=options.limits,
+                                            device=options.device)
         self.options = options
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -239,3 +239,23 @@ def test_ray_gives_the_local_engines_ids_for_same_named_files_in_sub_folders(ray
         if "error" not in record and record["id"] != "kept":
             assert (by_id[record["id"]]["clean_text"], by_id[record["id"]]["topics"]) == (record["clean_text"],
                                                                                          record["topics"])
+
+
+def test_an_actor_leaves_no_copy_of_the_shipped_model_behind(ray_instance, tiny_model_dir, tmp_path, monkeypatch):
+    """A model small enough is shipped through the object store and written to a temporary folder on each
+    node for loading; the folder is removed once the Predictor is loaded (one per actor per run would fill
+    the nodes' temp space)."""
+    import tempfile
+
+    from newstagger.batch import TagOptions
+    from newstagger.ray_tagging import TaggingActor, _ship_model
+
+    shipped = _ship_model(str(tiny_model_dir))
+    assert isinstance(shipped, dict)  # the tiny model goes by the object store, not by path
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the actor's temporary folder goes
+    actor = TaggingActor(shipped, TagOptions(model=str(tiny_model_dir), inputs=[], output=None))
+    assert list(tmp_path.iterdir()) == []
+    article = {"id": "a", "paragraphs": ["Diplomats met in Geneva on Monday.", "Subscribe to our newsletter."]}
+    want = Predictor.from_pretrained(tiny_model_dir).predict(article)
+    got = actor.predictor.predict(article)
+    assert got.topic_scores == pytest.approx(want.topic_scores, abs=1e-5)
