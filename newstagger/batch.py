@@ -117,8 +117,9 @@ class RunSummary:
     first_error: str | None = None  # the output's first (an earlier run's, resumed), shown so a failure is seen
     blank_lines: int = 0  # blank lines of JSONL inputs: not records, so they have no output record (BlankLines)
     output: str = ""
-    skipped: bool = False  # Ray: the output folder was already complete
+    skipped: bool = False  # Ray: the output folder was already complete, by this model and options
     options: dict = field(default_factory=dict)
+    run: dict = field(default_factory=dict)  # Ray: run_signature and the input files, kept in _SUCCESS.json
 
     @property
     def exit_status(self) -> int:
@@ -126,8 +127,9 @@ class RunSummary:
         return 1 if self.errors else 0
 
     def summary(self) -> str:
-        if self.skipped:
-            return f"{self.output}: already complete: nothing to do"
+        if self.skipped:  # the counts are the earlier run's, and so is the exit status
+            line = f"{self.output}: already complete: nothing to do ({self.records} records, {self.errors} errors"
+            return line + (f"; first error: {self.first_error})" if self.first_error else ")")
         new = self.records - self.resumed
         rate = new / self.seconds if self.seconds > 0 else 0.0
         resumed = f" ({self.resumed} from the earlier run)" if self.resumed else ""
@@ -417,13 +419,24 @@ def check_run_record(output: Path, signature: dict) -> str | None:
         raise InputError(f"{path}: cannot read the run record ({e}); start over with --overwrite") from None
     if not isinstance(recorded, dict):
         raise InputError(f"{path}: not a run record; start over with --overwrite")
-    differ = sorted(k for k in set(recorded) | set(signature) if recorded.get(k) != signature.get(k))
+    differ = signature_differences(recorded, signature)
     if differ:
-        names = {"weights_sha256": "model weights", "config_sha256": "model config (labels, thresholds)",
-                 "encoder_graph": "ONNX encoder graph (quantization or recipe: the export was redone)"}
-        raise InputError(f"--resume: {output} was written with another {', '.join(names.get(k, k) for k in differ)} "
+        raise InputError(f"--resume: {output} was written with other settings: {', '.join(differ)} "
                          f"(see {path.name}); resume with the same model and options, or start over with --overwrite")
     return None
+
+
+_SIGNATURE_NAMES = {"weights_sha256": "model weights", "config_sha256": "model config (labels, thresholds)",
+                    "encoder_graph": "ONNX encoder graph (quantization or recipe: the export was redone)",
+                    "site_repeat_min": "site-repeat-min", "site_repeat": "site-repeat"}
+
+
+def signature_differences(recorded: dict, signature: dict) -> list[str]:
+    """What differs between a recorded run signature (run_signature) and this run's, named as a user knows
+    it, in the signature's order (the model first): [] when they match. Used by --resume (OUTPUT.run.json)
+    and by the Ray engine for a finished output folder (_SUCCESS.json)."""
+    keys = list(signature) + [k for k in recorded if k not in signature]
+    return [_SIGNATURE_NAMES.get(k, k) for k in keys if recorded.get(k) != signature.get(k)]
 
 
 def write_run_record(output: Path, signature: dict) -> None:

@@ -49,6 +49,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from pathlib import Path, PurePosixPath
 
@@ -61,7 +62,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("newstagger.ray_tagging needs Ray Data: pip install 'newstagger[ray]' "
                       f"(ray[data]==2.60.0) ({e})") from e
 
-from .batch import BlankLines, RunSummary, TagOptions, load_predictor, options_record, resolve_device  # noqa: E402
+from .batch import (BlankLines, RunSummary, TagOptions, load_predictor, options_record, resolve_device,  # noqa: E402
+                    run_signature, signature_differences)
 from .inputs import (STDIN, ArticleError, InputError, Limits, Position,  # noqa: E402
                      article_from_record, check_inputs, format_of, input_files, is_uri, read_stream)
 
@@ -426,9 +428,12 @@ def tag_ray(options: TagOptions) -> RunSummary:
              for source, problem, name, shown in _local_files(named, inputs)]
     summary = RunSummary(output=output, options=options_record(options))
     summary.options.update(model=model, inputs=inputs, num_threads=threads)
+    # What decides the rows, as the local engine's run record has it, and the input files read
+    signature = run_signature(dataclasses.replace(options, model=model))
+    signature["inputs"] = [source for source, _, _, _ in files]
     if not prepare_output(output, options.overwrite):
-        summary.skipped = True
-        return summary
+        return _finished(output, signature, summary)
+    summary.run = signature
 
     start = time.perf_counter()
     cores = os.cpu_count() or 1
@@ -474,12 +479,40 @@ def tag_ray(options: TagOptions) -> RunSummary:
     return summary
 
 
+def _finished(output: str, signature: dict, summary: RunSummary) -> RunSummary:
+    """The summary of a complete output folder, skipped: its _SUCCESS.json's counts (so its exit status is
+    that of the run that wrote it). InputError when it was written by another model, backend, limits,
+    columns or inputs (its "run" signature, compared as --resume compares OUTPUT.run.json)."""
+    fs, base = _filesystem(output)
+    path = f"{base.rstrip('/')}/{SUCCESS_FILE}"
+    try:
+        with fs.open_input_stream(path) as f:
+            recorded = json.loads(f.read())
+        records, errors = int(recorded["records"]), int(recorded["errors"])
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise InputError(f"{path}: cannot read it ({e}); redo the run with --overwrite") from None
+    run = recorded.get("run")
+    if not isinstance(run, dict):  # written by an older version
+        print(f"{output}: {SUCCESS_FILE} does not record the model and options; the folder is taken to be from "
+              "this model and options", file=sys.stderr)
+    else:
+        differ = signature_differences(run, signature)
+        if differ:
+            raise InputError(f"{output}: finished with other settings: {', '.join(differ)} (see {SUCCESS_FILE}); "
+                             "use --overwrite to redo it, or another --output")
+    summary.skipped = True
+    summary.records, summary.errors = records, errors
+    summary.tagged = records - errors
+    summary.blank_lines = int(recorded.get("blank_lines") or 0)
+    return summary
+
+
 def _write_success(output: str, summary: RunSummary) -> None:
     fs, base = _filesystem(output)
     fs.create_dir(base, recursive=True)  # a job with no record writes no file
     data = {"records": summary.records, "errors": summary.errors, "blank_lines": summary.blank_lines,
             "seconds": summary.seconds,
-            "startup_seconds": summary.startup_seconds, "options": summary.options}
+            "startup_seconds": summary.startup_seconds, "options": summary.options, "run": summary.run}
     with fs.open_output_stream(f"{base.rstrip('/')}/{SUCCESS_FILE}") as f:
         f.write(json.dumps(data, indent=2, default=str).encode("utf-8"))
 

@@ -558,9 +558,9 @@ def test_resume_refuses_to_mix_two_models_or_backends_in_one_output(tiny_model_d
     config = json.loads((other / "config.json").read_text())
     config["boilerplate_threshold"] = 0.9  # same weights, other thresholds: other answers
     (other / "config.json").write_text(json.dumps(config))
-    with pytest.raises(InputError, match=r"written with another model config .*start over with --overwrite"):
+    with pytest.raises(InputError, match=r"written with other settings: model config .*start over with --overwrite"):
         tag_files(str(other), [str(inputs)], output, resume=True, progress=False)
-    with pytest.raises(InputError, match="written with another limits"):
+    with pytest.raises(InputError, match="written with other settings: limits"):
         tag_files(str(tiny_model_dir), [str(inputs)], output, resume=True, progress=False,
                   limits=Limits(max_paragraphs=5))
     assert output.read_bytes() == b"".join(kept)  # refused before anything is written
@@ -588,7 +588,7 @@ def test_resume_refuses_an_output_of_another_onnx_export(tiny_model_dir, source_
     kept = b"".join(output.read_bytes().splitlines(keepends=True)[:3])
     output.write_bytes(kept)
     export_onnx(model, "fp32")
-    with pytest.raises(InputError, match=r"written with another ONNX encoder graph .*--overwrite"):
+    with pytest.raises(InputError, match=r"written with other settings: ONNX encoder graph .*--overwrite"):
         tag_files(str(model), [str(inputs)], output, backend="onnx", resume=True, progress=False)
     assert output.read_bytes() == kept
     # the int8 backend never runs an fp32 export, so its outputs are not held to it

@@ -7,6 +7,7 @@ Predictor tags them, the bad ones as error rows. About 40-50 s on 2 cores (Ray s
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,7 @@ def check_output(output: Path, corpus_folder: Path, expected: dict, model_dir, n
 
 
 def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corpus, tiny_model_dir, tmp_path,
-                                                              monkeypatch):
+                                                              monkeypatch, capsys):
     folder, expected = corpus
     assert ray.nodes()[0]["NodeManagerAddress"] == "127.0.0.1", "the local instance must stay on loopback"
     assert ray.cluster_resources()["CPU"] == 2
@@ -155,9 +156,30 @@ def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corp
                             "source_path", "source_row"]
     check_output(output, folder, expected, tiny_model_dir, named=folder.name)
 
-    # A complete output folder is skipped on a re-run (no job); --overwrite would redo it.
+    # A complete output folder is skipped on a re-run (no job), with the exit status of the run that wrote it
+    # (its error rows), so `|| echo failed` still sees them; --overwrite would redo it.
     before = {p.name: p.stat().st_mtime_ns for p in output.iterdir()}
-    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 1
+    errors = sum(1 for kind, _, _ in expected.values() if kind == "error")
+    assert f"already complete: nothing to do ({len(expected)} records, {errors} errors)" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == before
+
+    # ... but not when it was written with another model, backend, limits, columns or inputs: refused, as
+    # --resume refuses a local output of other settings
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other, ignore=shutil.ignore_patterns("onnx"))
+    config = json.loads((other / "config.json").read_text())
+    config["boilerplate_threshold"] = 0.9  # same weights, other thresholds: other rows
+    (other / "config.json").write_text(json.dumps(config))
+    changed = {"model config (labels, thresholds)": ["--model", str(other), *argv[2:]],
+               "backend": [*argv, "--backend", "onnx"], "limits": [*argv, "--max-paragraphs", "5"],
+               "columns": [*argv, "--id-column", "id"], "inputs": [*argv[:3], *argv[5:]]}  # a.jsonl only
+    for what, args in changed.items():
+        assert main(args) == 2, what
+        err = capsys.readouterr().err.strip()
+        assert "finished with other settings: " in err and what in err and "use --overwrite" in err, err
+        assert len(err.splitlines()) == 1, err
     assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == before
 
 
