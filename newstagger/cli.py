@@ -253,18 +253,9 @@ def run_train(args, extra: list[str]) -> int:
         if getattr(args, key) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
     config = load_config(args.config or DEFAULT_CONFIG, overrides)
-    if args.resume is True:
-        from transformers.trainer_utils import get_last_checkpoint
+    from .training import resume_checkpoint, train
 
-        output = Path(config.output_dir)
-        checkpoints = output.with_name(output.name + "-checkpoints")  # where newstagger.training keeps them
-        checkpoint = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if checkpoint is None:
-            raise InputError(f"--resume: no checkpoint in {checkpoints}; train without --resume to start")
-    elif args.resume and not Path(args.resume).is_dir():
-        raise InputError(f"--resume {args.resume}: no such checkpoint folder")
-    else:
-        checkpoint = args.resume or None
+    checkpoint = resume_checkpoint(config, args.resume)
     if checkpoint:
         from .model_folder import ModelFolderError, check_checkpoint
 
@@ -274,8 +265,6 @@ def run_train(args, extra: list[str]) -> int:
             raise InputError(f"--resume: checkpoint {checkpoint} cannot be resumed from: {e} (delete it to "
                              "resume from an earlier one, or train without --resume)") from None
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    from .training import train
-
     train(config, resume=args.resume, skip_if_trained=args.skip_if_trained)
     return EXIT_OK
 

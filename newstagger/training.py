@@ -222,7 +222,82 @@ def is_trained(config: TrainingConfig) -> bool:
     if not marker.exists() or not (Path(config.output_dir) / "model.safetensors").exists():
         return False
     saved = json.loads(marker.read_text()).get("fingerprint")
-    return saved == config.fingerprint(data_files(config))
+    return saved == run_record(config)["fingerprint"]
+
+
+def run_record(config: TrainingConfig) -> dict:
+    """What a run is made from: {"fingerprint": of the config and the bytes of its data files, "config": the
+    config as given (labels [] when inferred)}. Written as FINGERPRINT_FILE into the checkpoints folder when a
+    run starts (--resume compares it) and into the saved model (--skip-if-trained compares it)."""
+    return json.loads(json.dumps({"fingerprint": config.fingerprint(data_files(config)),
+                                  "config": dataclasses.asdict(config)}))  # as it reads back from the file
+
+
+def checkpoints_dir(config: TrainingConfig) -> Path:
+    """Where a run keeps its Trainer checkpoints: <output_dir>-checkpoints beside the model folder."""
+    output_dir = Path(config.output_dir)
+    return output_dir.with_name(output_dir.name + "-checkpoints")
+
+
+def resume_checkpoint(config: TrainingConfig, resume: bool | str) -> Path | None:
+    """The checkpoint folder ``resume`` names: a path, True for the last one in checkpoints_dir, or None when
+    not resuming. Raises ConfigError when there is none to resume from."""
+    if not resume:
+        return None
+    if resume is not True:
+        if not Path(resume).is_dir():
+            raise ConfigError(f"--resume {resume}: no such checkpoint folder")
+        return Path(resume)
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = checkpoints_dir(config)
+    checkpoint = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if checkpoint is None:
+        raise ConfigError(f"--resume: no checkpoint in {folder}; train without --resume to start")
+    return Path(checkpoint)
+
+
+def check_resume(checkpoint: Path, record: dict) -> None:
+    """Refuse to resume from a checkpoint whose run had another config or data (its folder's run record):
+    Trainer would carry on (or stop at once) with the other run's weights, saved under this run's config."""
+    saved_file = checkpoint.parent / FINGERPRINT_FILE
+    if not saved_file.is_file():
+        logger.warning("--resume: %s has no record of the config and data it was made with (%s): resuming on "
+                       "the word of the command line", checkpoint, saved_file)
+        return
+    saved = json.loads(saved_file.read_text())
+    if saved.get("fingerprint") == record["fingerprint"]:
+        return
+    then, now = saved.get("config") or {}, record["config"]
+    differing = [key for key in now if then.get(key) != now[key]][:3]
+
+    def shown(values):
+        return ", ".join(f"{key}={_as_yaml(values.get(key))}" for key in differing)
+
+    what = (f"was made with {shown(then)} (this run: {shown(now)})" if differing else
+            "was made from other data (train_file, validation_file, test_file, boilerplate_bank or init_from's "
+            "weights changed since)")
+    raise ConfigError(f"--resume: {checkpoint} {what}: run without --resume")
+
+
+def _as_yaml(value) -> str:
+    """A config value as a user writes it (epochs=2, test_file=null)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value) if value is None or isinstance(value, (bool, list, dict)) else str(value)
+
+
+def start_checkpoints(folder: Path, record: dict) -> None:
+    """A new run (not resuming) starts from an empty checkpoints folder holding its run record: an earlier
+    run's checkpoints would otherwise be what a later --resume picks up (the highest step wins)."""
+    if folder.exists():
+        old = sorted(p.name for p in folder.glob("checkpoint-*"))
+        shutil.rmtree(folder)
+        if old:
+            logger.warning("%s: removed %d checkpoint(s) of an earlier run (%s): a new run starts from none",
+                           folder, len(old), ", ".join(old))
+    folder.mkdir(parents=True)
+    (folder / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
 
 
 def data_files(config: TrainingConfig):
@@ -304,6 +379,10 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
     if skip_if_trained and is_trained(config):
         logger.warning("%s already holds a model trained from this config and data: skipping training", output_dir)
         return output_dir
+    record = run_record(config)  # the config as given and its data, before anything is read or inferred
+    checkpoint = resume_checkpoint(config, resume)
+    if checkpoint is not None:
+        check_resume(checkpoint, record)
     check_output_dir(output_dir)
     check_paths(config)
     if config.num_threads:
@@ -361,7 +440,7 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         vectors.add([t for a in train_articles + validation for t in (a.title, *a.paragraphs)] +
                     [e.text for e in bank])
 
-    checkpoints = output_dir.with_name(output_dir.name + "-checkpoints")
+    checkpoints = checkpoints_dir(config)
     # Launched by torchrun / accelerate launch (WORLD_SIZE > 1) on a machine without CUDA: tell Trainer to
     # use CPU DDP over gloo. Without use_cpu, accelerate finds no GPU backend and each process would train
     # alone on the whole data set and write the model folder.
@@ -396,6 +475,10 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         ddp_backend="gloo" if cpu_ddp else None,
     ), **config.trainer})  # any other TrainingArguments option (or a different value), from the config's trainer:
     rank = args.process_index  # set up by TrainingArguments (torchrun, accelerate launch or mpirun)
+    if checkpoint is None:
+        with args.main_process_first(local=False):  # rank 0 clears and records; the others wait for it
+            if rank == 0:
+                start_checkpoints(checkpoints, record)
     seen_ids = os.environ.get("NEWSTAGGER_SEEN_IDS_DIR")
     trainer = NewsTaggerTrainer(
         model=model,
@@ -410,7 +493,7 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
         head_learning_rate=config.head_learning_rate,
     )
-    trainer.train(resume_from_checkpoint=resume or None)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     # Thresholds, reports and the model folder are rank 0's work alone (the predictor uses the unwrapped
     # model: no collective). The other ranks wait for it at one final barrier, then all leave together:
@@ -429,8 +512,6 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
     for split, report in reports.items():
         print(format_report(report, f"\n{split} ({len(validation if split == 'validation' else test)} articles, "
                                     "thresholds tuned on validation)"))
-    fingerprint = {"fingerprint": config.fingerprint(data_files(config)), "config": dataclasses.asdict(config)}
-
     def write(folder: Path):
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
@@ -438,7 +519,7 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
             {**reports, "thresholds": {"topics": model.config.topic_thresholds,
                                        "boilerplate": model.config.boilerplate_threshold},
              "threshold_warnings": threshold_warnings}, indent=2))
-        (folder / FINGERPRINT_FILE).write_text(json.dumps(fingerprint, indent=2))
+        (folder / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
         label_counts = {label: sum(label in (a.topics or []) for a in train_articles) for label in labels}
         write_model_card(folder, output_dir, model.config, config, reports,
                          {"train": len(train_articles), "validation": len(validation), "test": len(test),

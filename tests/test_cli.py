@@ -183,3 +183,26 @@ def test_resume_from_a_truncated_checkpoint_names_it_and_exits_2(tiny_model_dir,
     shutil.move(folder, tmp_path / "m-checkpoints" / folder.name)
     assert cli.main(argv[:-1]) == cli.EXIT_USAGE
     assert "optimizer.pt: truncated or damaged" in capsys.readouterr().err
+
+
+def test_a_new_run_clears_old_checkpoints_and_resume_refuses_another_runs(tmp_path, capsys, caplog, monkeypatch):
+    """Two runs into one output_dir, then --resume: the second run must not leave the first one's later
+    checkpoint behind (--resume took the highest step: the old run's weights, saved under the new config),
+    and a checkpoint of a run with another config is refused, naming it and the settings that differ."""
+    monkeypatch.chdir(ROOT)
+    tiny = str(ROOT / "configs" / "tiny.yaml")
+    out = f"output_dir={tmp_path / 'm'}"
+    checkpoints = tmp_path / "m-checkpoints"
+    assert cli.main(["train", "--config", tiny, out, "max_steps=4", "--seed", "5"]) == cli.EXIT_OK
+    assert (checkpoints / "checkpoint-4").is_dir()
+    caplog.clear()
+    assert cli.main(["train", "--config", tiny, out, "max_steps=2"]) == cli.EXIT_OK
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert "removed 2 checkpoint(s) of an earlier run (checkpoint-2, checkpoint-4)" in caplog.text
+    capsys.readouterr()
+    assert cli.main(["train", "--config", tiny, out, "max_steps=4", "--seed", "5", "--resume"]) == cli.EXIT_USAGE
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert errors == [f"newstagger train: error: --resume: {checkpoints / 'checkpoint-2'} was made with seed=13, "
+                      "max_steps=2 (this run: seed=5, max_steps=4): run without --resume"]
+    # the same config resumes (its run is finished: nothing more to train)
+    assert cli.main(["train", "--config", tiny, out, "max_steps=2", "--resume"]) == cli.EXIT_OK

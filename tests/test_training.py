@@ -73,16 +73,21 @@ def test_output_folder_appears_whole_or_not_at_all(tmp_path):
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_config):
+    """A run killed after its checkpoint at step 4 (its last checkpoint lost) resumes from there, with the
+    same config: a resumed run must be the run that made the checkpoint (test_cli: another run's is refused)."""
+    import shutil
+
     os.chdir(ROOT)
-    config = tiny_config(tmp_path, max_steps=4, logging_steps=1)
+    config = tiny_config(tmp_path, max_steps=8, logging_steps=1)
     train(config)
     checkpoints = tmp_path / "model-checkpoints"
-    assert (checkpoints / "checkpoint-4").exists()
-    config.max_steps = 8
+    shutil.rmtree(checkpoints / "checkpoint-8")
+    (checkpoints / "checkpoint-4" / "kept").touch()  # a new run would clear the folder
     train(config, resume=True)
+    assert (checkpoints / "checkpoint-4" / "kept").exists()
     state = json.loads((checkpoints / "checkpoint-8" / "trainer_state.json").read_text())
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
-    # the resumed run logged steps 5..8 once each after the first run's 1..4: it did not start over
+    # the resumed run logged steps 5..8 once each after the first part's 1..4
     assert steps == list(range(1, 9))
 
 
