@@ -374,6 +374,16 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
         return _train(config, resume, skip_if_trained)
 
 
+def drop_if_no_checkpoint(folder: Path) -> None:
+    """Remove a new run's checkpoints folder when no checkpoint was written (it holds only the run record)."""
+    if folder.is_dir() and not any(folder.glob("checkpoint-*")):
+        (folder / FINGERPRINT_FILE).unlink(missing_ok=True)
+        try:
+            folder.rmdir()  # only when nothing else is in it
+        except OSError:
+            pass
+
+
 def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) -> Path:
     output_dir = Path(config.output_dir)
     if skip_if_trained and is_trained(config):
@@ -480,20 +490,25 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
             if rank == 0:
                 start_checkpoints(checkpoints, record)
     seen_ids = os.environ.get("NEWSTAGGER_SEEN_IDS_DIR")
-    trainer = NewsTaggerTrainer(
-        model=model,
-        args=args,
-        train_dataset=ArticleDataset(train_articles, build_augmenter(config, train_articles, config.seed + rank),
-                                     mix_probability=config.mix_probability if config.augment else 0.0,
-                                     seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None,
-                                     title_echo_probability=config.title_echo_probability if config.augment else 0.0),
-        eval_dataset=ArticleDataset(validation),
-        data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens, vectors),
-        compute_metrics=make_compute_metrics(labels, problem_type == "single_label_classification"),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
-        head_learning_rate=config.head_learning_rate,
-    )
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        trainer = NewsTaggerTrainer(
+            model=model,
+            args=args,
+            train_dataset=ArticleDataset(train_articles, build_augmenter(config, train_articles, config.seed + rank),
+                                         mix_probability=config.mix_probability if config.augment else 0.0,
+                                         seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None,
+                                         title_echo_probability=config.title_echo_probability if config.augment else 0.0),
+            eval_dataset=ArticleDataset(validation),
+            data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens, vectors),
+            compute_metrics=make_compute_metrics(labels, problem_type == "single_label_classification"),
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
+            head_learning_rate=config.head_learning_rate,
+        )
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except BaseException:  # Ctrl-C, or a failure before the first checkpoint: leave no empty checkpoints folder
+        if checkpoint is None and rank == 0:
+            drop_if_no_checkpoint(checkpoints)
+        raise
 
     # Thresholds, reports and the model folder are rank 0's work alone (the predictor uses the unwrapped
     # model: no collective). The other ranks wait for it at one final barrier, then all leave together:

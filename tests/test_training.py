@@ -462,3 +462,18 @@ def test_a_training_log_has_no_transformers_bars(tiny_config, tmp_path, capfd, m
     from transformers.utils import logging as hf_logging
 
     assert hf_logging.is_progress_bar_enabled()  # put back as it was
+
+
+def test_an_interrupt_before_the_first_checkpoint_leaves_no_checkpoints_folder(tmp_path, tiny_config, monkeypatch):
+    """Ctrl-C during the first steps (KeyboardInterrupt, as Python raises it on SIGINT): no empty
+    <output_dir>-checkpoints folder is left behind, and no model folder."""
+    from newstagger.training import NewsTaggerTrainer
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(NewsTaggerTrainer, "training_step", interrupted)
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path, max_steps=2))
+    assert list(tmp_path.iterdir()) == []
