@@ -25,7 +25,7 @@ from .metrics import evaluate_articles, evaluation_report, format_report, single
 from .model import NewsTaggerModel, pack_articles, pack_vectors
 from .model_card import write_model_card
 from .model_folder import read_model_folder
-from .inputs import Columns
+from .inputs import Columns, is_uri
 from .predictor import Predictor
 from .vectors import VectorCache
 
@@ -205,7 +205,8 @@ def check_trainable(config: TrainingConfig, train: list[Article], validation: li
 
 
 def check_paths(config: TrainingConfig) -> None:
-    """Refuse, before any data is read, a config naming a model folder or bank that is not there."""
+    """Refuse, before any data is read, a config naming a data file, model folder or bank that is not there.
+    Relative paths are read from the current folder (not the config file's): the message says which."""
     if config.init_from:
         read_model_folder(config.init_from)  # ModelFolderError (exit 2) for a folder that is not a trained model
     if config.augment and config.boilerplate_bank and not Path(config.boilerplate_bank).is_file():
@@ -214,6 +215,12 @@ def check_paths(config: TrainingConfig) -> None:
             "with these outlets' furniture; the default names data/source/boilerplate_bank.jsonl of a newstagger "
             "checkout, relative to the current folder: give its path, or boilerplate_bank=null to train without "
             "augmentation)")
+    for key in ("train_file", "validation_file", "test_file"):
+        path = getattr(config, key)
+        if path and not is_uri(path) and not Path(path).exists():
+            where = "" if Path(path).is_absolute() else \
+                f" (relative paths are read from the current folder, {os.getcwd()})"
+            raise ConfigError(f"{key}: {path}: no such file{where}")
 
 
 def is_trained(config: TrainingConfig) -> bool:

@@ -206,3 +206,23 @@ def test_a_new_run_clears_old_checkpoints_and_resume_refuses_another_runs(tmp_pa
                       "max_steps=2 (this run: seed=5, max_steps=4): run without --resume"]
     # the same config resumes (its run is finished: nothing more to train)
     assert cli.main(["train", "--config", tiny, out, "max_steps=2", "--resume"]) == cli.EXIT_OK
+
+
+def test_a_missing_data_file_says_relative_paths_are_read_from_the_current_folder(tmp_path, capsys, monkeypatch):
+    """A config's relative paths are read from the current folder, not the config file's: the error says so."""
+    (tmp_path / "mydata").mkdir()
+    (tmp_path / "my.yaml").write_text((ROOT / "configs" / "tiny.yaml").read_text().replace(
+        "train_file: data/train.jsonl", "train_file: mydata/train.jsonl")
+        + f"boilerplate_bank: {ROOT / 'data' / 'source' / 'boilerplate_bank.jsonl'}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli.main(["train", "--config", str(tmp_path / "my.yaml"), f"output_dir={tmp_path / 'm'}"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "newstagger train: error: train_file: mydata/train.jsonl: no such file (relative paths are read from the "
+        f"current folder, {elsewhere})")
+    assert cli.main(["train", "--config", str(tmp_path / "my.yaml"), f"test_file={tmp_path / 'absent.jsonl'}",
+                     f"train_file={ROOT / 'data' / 'train.jsonl'}", f"validation_file={ROOT / 'data' / 'validation.jsonl'}",
+                     f"output_dir={tmp_path / 'm'}"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"newstagger train: error: test_file: {tmp_path / 'absent.jsonl'}: no such file")
