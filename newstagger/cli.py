@@ -98,6 +98,16 @@ def _runtime_arguments(parser: argparse.ArgumentParser, backend: str = "torch") 
                              "(default: the backend's, measured best on a CPU: torch 32, int8 and onnx 8)")
 
 
+def _config_keys_help() -> str:
+    """The config keys (newstagger.config.TrainingConfig), wrapped, for train --help."""
+    import textwrap
+
+    from .config import config_keys
+
+    return textwrap.fill(", ".join(config_keys()), width=100, initial_indent="config keys: ",
+                         subsequent_indent="  ", break_on_hyphens=False)
+
+
 def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=_Formatter, epilog=exit_codes_help(),
@@ -106,7 +116,8 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model", formatter_class=_Formatter, epilog=exit_codes_help("train"),
                                 description="Train a model from a YAML config; overrides as key=value or --key value\n"
-                                            "(any TrainingConfig key; trainer.KEY for any TrainingArguments option).")
+                                            "(any config key; trainer.KEY for any TrainingArguments option).\n\n"
+                                            + _config_keys_help())
     train.add_argument("--config", help="YAML config (see configs/); default: the built-in default config")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="override config values")
     train.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",

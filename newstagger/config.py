@@ -228,8 +228,8 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[st
     for where, keys in ((path, file_keys), ("override", set(values) - file_keys)):
         unknown = sorted(set(keys) - set(names))
         if unknown:
-            raise ConfigError(f"{where}: unknown config keys: {', '.join(unknown)} (see newstagger/config.py "
-                              "for the keys, or trainer.KEY=value for a TrainingArguments option)")
+            raise ConfigError(f"{where}: unknown config keys: {_near_misses(unknown, names)} (`newstagger train "
+                              "--help` lists the keys; trainer.KEY=value sets a TrainingArguments option)")
     dicts = {}
     for key in DICT_FIELDS:
         if key in values and values[key] is not None and not isinstance(values[key], dict):
@@ -289,6 +289,23 @@ def _check_ranges(config: TrainingConfig) -> None:
         seen.add(label)
 
 
+def config_keys() -> list[str]:
+    """The keys a config file or an override may set, in the dataclass's order (``trainer`` holds the
+    TrainingArguments options)."""
+    return [f.name for f in dataclasses.fields(TrainingConfig)]
+
+
+def _near_misses(unknown: Sequence[str], known) -> str:
+    """'labelz (did you mean labels?), foo': each unknown key with the closest known one, if one is close."""
+    import difflib
+
+    shown = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), list(known), n=1)
+        shown.append(f"{key} (did you mean {close[0]}?)" if close else str(key))
+    return ", ".join(shown)
+
+
 def _check_trainer_options(options: dict) -> dict:
     """Type-check TrainingArguments options with the same parser; returns them typed."""
     if not options:
@@ -298,7 +315,7 @@ def _check_trainer_options(options: dict) -> dict:
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     unknown = sorted(set(options) - fields)
     if unknown:
-        raise ConfigError(f"trainer: unknown TrainingArguments options: {', '.join(unknown)}")
+        raise ConfigError(f"trainer: unknown TrainingArguments options: {_near_misses(unknown, fields)}")
     parsed = _parser(TrainingArguments).parse_args_into_dataclasses(
         ["--output_dir", "unused", *_as_argv(options, set())], return_remaining_strings=False)[0]
     return {key: getattr(parsed, key) for key in options}

@@ -226,3 +226,13 @@ def test_a_missing_data_file_says_relative_paths_are_read_from_the_current_folde
                      f"output_dir={tmp_path / 'm'}"]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"newstagger train: error: test_file: {tmp_path / 'absent.jsonl'}: no such file")
+
+
+def test_train_help_lists_every_config_key(capsys):
+    """An unknown config key's error sends the user to `newstagger train --help` for the keys."""
+    from newstagger.config import config_keys
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    listed = capsys.readouterr().out.split("config keys:")[1].split("positional arguments")[0]
+    assert {key.strip() for key in listed.split(",")} == set(config_keys())
