@@ -12,12 +12,14 @@ import logging
 import os
 import random
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import (AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback,
+                          TrainingArguments, set_seed)
 
 from .config import ConfigError, TrainingConfig, resolve_base_model
 from .data import Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles
@@ -118,6 +120,23 @@ class NewsTaggerTrainer(Trainer):
                 {"params": heads, "lr": self.head_learning_rate, "weight_decay": decay},
             ])
         return self.optimizer
+
+
+class LogLines(TrainerCallback):
+    """Trainer's logs as plain log lines, for a log that is not a terminal (there Trainer's tqdm bar would
+    write carriage returns and control codes, and its PrinterCallback raw dicts): one line per logging step
+    (loss), per evaluation (the validation metrics) and at the end of training."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        logs = {key: value for key, value in logs.items() if key not in ("total_flos", "epoch")}
+        what = "evaluation" if any(key.startswith("eval_") for key in logs) else \
+            "training done" if "train_runtime" in logs else "training"
+        values = ", ".join(f"{key.removeprefix('eval_')} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                           for key, value in logs.items())
+        logger.warning("%s (step %d/%d, epoch %.2f): %s", what, state.global_step, state.max_steps,
+                       state.epoch or 0, values)
 
 
 def infer_labels(articles: list[Article]) -> list[str]:
@@ -377,8 +396,28 @@ def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: b
     """Train a model as ``config`` says and save it to its output_dir (the steps are in _train)."""
     from .runtime import no_transformers_bars
 
-    with no_transformers_bars():  # a training log shows Trainer's bar, not one per load and checkpoint
-        return _train(config, resume, skip_if_trained)
+    # Trainer rotates checkpoints by modification time and, when two were saved within a second (a quick
+    # run), says "mtime may not be reliable on this filesystem" and orders them by step: the right order
+    # here, as a new run starts from an empty checkpoints folder. Nothing for the user to act on.
+    trainer_utils = logging.getLogger("transformers.trainer_utils")
+    notice = _Without("mtime may not be reliable")
+    trainer_utils.addFilter(notice)
+    try:
+        with no_transformers_bars():  # a training log shows Trainer's bar, not one per load and checkpoint
+            return _train(config, resume, skip_if_trained)
+    finally:
+        trainer_utils.removeFilter(notice)
+
+
+class _Without(logging.Filter):
+    """Drops the log records whose message contains ``words``."""
+
+    def __init__(self, words: str):
+        super().__init__()
+        self.words = words
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.words not in record.getMessage()
 
 
 def drop_if_no_checkpoint(folder: Path) -> None:
@@ -490,6 +529,7 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         ddp_find_unused_parameters=False,
         use_cpu=cpu_ddp or (config.bf16 and not torch.cuda.is_available()),  # bf16 autocast on a CPU
         ddp_backend="gloo" if cpu_ddp else None,
+        disable_tqdm=not _is_terminal(sys.stderr),  # a bar on a terminal; plain log lines (LogLines) in a log file
     ), **config.trainer})  # any other TrainingArguments option (or a different value), from the config's trainer:
     rank = args.process_index  # set up by TrainingArguments (torchrun, accelerate launch or mpirun)
     if checkpoint is None:
@@ -511,6 +551,9 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
             callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
             head_learning_rate=config.head_learning_rate,
         )
+        if args.disable_tqdm:  # Trainer then prints each log as a raw dict: plain log lines instead
+            trainer.remove_callback(PrinterCallback)
+            trainer.add_callback(LogLines())
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except BaseException:  # Ctrl-C, or a failure before the first checkpoint: leave no empty checkpoints folder
         if checkpoint is None and rank == 0:
@@ -552,6 +595,13 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
     logger.warning("model saved to %s", output_dir)
     _leave_process_group()
     return output_dir
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
 
 
 def _launched_world_size() -> int:

@@ -477,3 +477,23 @@ def test_an_interrupt_before_the_first_checkpoint_leaves_no_checkpoints_folder(t
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tmp_path, max_steps=2))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_training_log_that_is_not_a_terminal_gets_plain_lines(tiny_config, tmp_path, capfd, caplog, monkeypatch):
+    """stderr redirected to a file (as under pytest): no tqdm bar (carriage returns, control codes) and no
+    raw dicts, but the loss and each evaluation's metrics as log lines; no transformers notice about mtime
+    (two checkpoints saved within a second)."""
+    import logging
+    import re
+
+    logging.Logger.warning_once.cache_clear()  # transformers says each notice once per process
+    monkeypatch.chdir(ROOT)
+    train(tiny_config(tmp_path, max_steps=4, logging_steps=2))
+    captured = capfd.readouterr()
+    for text in (captured.err, captured.out):
+        assert "\r" not in text and "\x1b" not in text and "it/s" not in text and "{'loss'" not in text
+    assert re.search(r"training \(step 2/4, epoch [\d.]+\): loss [\d.]+, grad_norm", caplog.text), caplog.text
+    assert re.search(r"evaluation \(step 4/4, epoch [\d.]+\): loss [\d.]+, topic_macro_f1 [\d.]+, "
+                     r"boilerplate_f1 [\d.]+, score [\d.]+", caplog.text), caplog.text
+    assert "training done (step 4/4" in caplog.text
+    assert "mtime may not be reliable" not in captured.err + caplog.text
