@@ -51,6 +51,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path, PurePosixPath
 
 try:
@@ -333,6 +334,11 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     # Set for ray.init only: the processes it spawns inherit it, and this process is left as it was.
     saved_env = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # A new local instance enables token authentication and says so as a warning on every run ("Token
+    # authentication is enabled for this Ray cluster..."): it stays enabled, the user is not told each time
+    auth_logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    saved_level = auth_logger.level
+    auth_logger.setLevel(logging.ERROR)
     from ray._private import ray_constants
 
     saved_constant = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
@@ -341,12 +347,44 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     finally:
+        auth_logger.setLevel(saved_level)
         ray_constants.ENABLE_RAY_CLUSTER = saved_constant
         if saved_env is None:
             os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
         else:
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved_env
     return True
+
+
+class _NotProgress(logging.Filter):
+    """Drops Ray Data's progress reports (and its notes that they are off) below ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.name.startswith("ray.data._internal.progress")
+
+
+@contextlib.contextmanager
+def _quiet_ray_data(progress: bool):
+    """Ray Data as a command-line user should see it: its progress bars only when ``progress`` (a terminal),
+    and on the console only its warnings and errors, never its INFO lines (execution plans, a progress
+    report every few seconds when the output is not a terminal: 165 lines for 564 articles). Its log file in
+    the Ray session folder keeps everything. Restored afterwards (a Python caller's settings stay theirs)."""
+    context = ray.data.DataContext.get_current()
+    saved = context.enable_progress_bars
+    context.enable_progress_bars = progress
+    console = [h for h in logging.getLogger("ray.data").handlers if h.get_name() == "console"]
+    levels = [h.level for h in console]
+    only_errors = _NotProgress()
+    for handler in console:
+        handler.setLevel(max(handler.level, logging.WARNING))
+        handler.addFilter(only_errors)
+    try:
+        yield
+    finally:
+        context.enable_progress_bars = saved
+        for handler, level in zip(console, levels):
+            handler.setLevel(level)
+            handler.removeFilter(only_errors)
 
 
 def _ship_model(model_dir: str):
@@ -438,6 +476,7 @@ def tag_ray(options: TagOptions) -> RunSummary:
     start = time.perf_counter()
     cores = os.cpu_count() or 1
     local_actors = options.num_actors or max(1, cores // threads)
+    private = not (options.ray_address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     connected = connect(options.ray_address, num_cpus=max(cores, local_actors * threads))
     try:
         num_actors = options.num_actors
@@ -461,13 +500,25 @@ def tag_ray(options: TagOptions) -> RunSummary:
         if unreadable:  # dangling or looping links in an input folder, names Ray cannot open: one error row each
             ds = ds.union(ray.data.from_arrow(pa.Table.from_pylist(unreadable, schema=INPUT_SCHEMA)))
         actor_options = dataclasses.replace(options, model=None, num_threads=threads)
-        ds = ds.map_batches(
-            TaggingActor, fn_constructor_kwargs={"model": _ship_model(model), "options": actor_options},
-            batch_size=options.chunk_size, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=threads, num_gpus=1 if gpu else None)
+        # On a private one-machine instance an actor that dies (out of memory) would die again: no restarts,
+        # which also spares the user Ray's core_worker warning about restarting actors whose constructor
+        # arguments are in the object store (Ray Data always passes them so). A cluster keeps Ray Data's
+        # default, restarts, for lost nodes.
+        # Ray 2.60 takes max_restarts only as a "ray_remote_args" keyword, deprecated for 2.64 with no named
+        # replacement yet: its deprecation warning is not the user's business either (revisit on upgrading).
+        restarts = {"max_restarts": 0, "max_task_retries": 0} if private else {}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            ds = ds.map_batches(
+                TaggingActor, fn_constructor_kwargs={"model": _ship_model(model), "options": actor_options},
+                batch_size=options.chunk_size, batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=threads,
+                num_gpus=1 if gpu else None, **restarts)
         sink = (ParquetSink if options.output_format == "parquet" else JsonlSink)(
             output, rows_per_file=options.rows_per_file)
-        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0})
+        progress = sys.stderr.isatty() if options.progress is None else options.progress
+        with _quiet_ray_data(progress):
+            ds.write_datasink(sink, ray_remote_args={"num_cpus": 0})
         summary.records, summary.errors = sink.totals["rows"], sink.totals["errors"]
         summary.blank_lines = sink.blank_lines.count
         summary.tagged = summary.records - summary.errors

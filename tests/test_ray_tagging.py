@@ -138,6 +138,28 @@ def check_output(output: Path, corpus_folder: Path, expected: dict, model_dir, n
     return rows
 
 
+def test_a_local_ray_run_prints_only_the_summary(corpus, tiny_model_dir, tmp_path):
+    """`newstagger tag --engine ray` without --ray-address, stderr not a terminal: the run summary and nothing
+    of Ray's (a new user saw a token-authentication note, a core_worker.cc "E" line about max_restarts and
+    165 INFO progress lines for 564 articles). First in this file: it starts its own Ray, as a user's does."""
+    import os
+    import subprocess
+    import sys
+
+    folder, expected = corpus
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore::DeprecationWarning")
+    done = subprocess.run([sys.executable, "-m", "newstagger.cli", "tag", "--engine", "ray", "--model",
+                           str(tiny_model_dir), str(folder), "--output", str(tmp_path / "tags"), "--num-actors", "1"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1, done.stderr  # some records of the corpus are error rows
+    errors = sum(1 for kind, _, _ in expected.values() if kind == "error")
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"records: {len(expected)}, tagged: {len(expected) - errors}, errors: {errors}, ")
+    assert len(read_output(tmp_path / "tags")) == len(expected)
+
+
 def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corpus, tiny_model_dir, tmp_path,
                                                               monkeypatch, capsys):
     folder, expected = corpus
