@@ -32,18 +32,32 @@ class EvaluateOptions:
 
 
 def evaluate(options: EvaluateOptions) -> tuple[dict, int]:
-    """(report of newstagger.metrics.evaluate_articles, number of articles). Raises InputError for a model
-    that cannot load or a file without articles (empty, or blank lines only), DataError for a bad record
+    """(report, number of articles). The report is newstagger.metrics.evaluate_articles' with what it
+    measured first: ``articles`` (count), ``model`` (the folder as given) and ``backend``. Raises InputError
+    for a model that cannot load, a file without articles (empty, or blank lines only) or with a record that
+    has neither topics nor boilerplate flags to score against; DataError for a bad record
     (``file:line: field: problem``)."""
     from .batch import load_predictor
     from .metrics import evaluate_articles
 
     predictor = load_predictor(options.model, backend=options.backend, batch_size=options.batch_size,
                                num_threads=options.num_threads, limits=options.limits, device=options.device)
-    articles = load_articles(options.data, predictor.labels, columns=options.columns, limits=options.limits).articles
+    # Records with topics only, or flags only, are scored on what they have (metrics.score_split)
+    articles = load_articles(options.data, predictor.labels, columns=options.columns, limits=options.limits,
+                             require_labels=False).articles
     if not articles:  # every score would be 0.000: not a result
         raise InputError(f"{options.data}: no articles to evaluate")
-    return evaluate_articles(predictor, articles), len(articles)
+    unlabelled = [a.id for a in articles if a.topics is None and a.boilerplate is None]
+    if unlabelled:
+        hint = "; labels in a column of another name: --label-column NAME" if options.columns.label is None else ""
+        if len(unlabelled) == len(articles):
+            raise InputError(f"{options.data}: no topics or boilerplate flags to score against (no record has "
+                             f"either{hint})")
+        raise InputError(f"{options.data}: {len(unlabelled)} of its {len(articles)} records (the first: "
+                         f"{unlabelled[0]!r}) have no topics or boilerplate flags to score against{hint}")
+    report = {"articles": len(articles), "model": str(options.model), "backend": options.backend,
+              **evaluate_articles(predictor, articles)}
+    return report, len(articles)
 
 
 def main(argv=None) -> int:

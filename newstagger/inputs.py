@@ -264,6 +264,8 @@ def _paragraphs(record: dict, columns: Columns) -> list[str]:
     else:
         name = "paragraphs" if not _missing(record.get("paragraphs")) else "text"
         if _missing(record.get(name)):
+            if "paragraphs" in record:  # there, but null: "neither" would send the user looking for it
+                raise ArticleError("paragraphs: null; give a list of strings, or text")
             raise ArticleError("text: missing (the record has neither 'paragraphs' nor 'text')")
     value = record[name]
     if name == "paragraphs":

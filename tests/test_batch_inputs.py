@@ -160,6 +160,18 @@ def test_txt_files_and_folders(predictor, tmp_path):
 MISSING_TEXT = "text: missing (the record has neither 'paragraphs' nor 'text')"
 
 
+def test_null_paragraphs_say_what_to_give(predictor, tmp_path):
+    """"paragraphs": null was told "neither 'paragraphs' nor 'text'", sending the user looking for a field
+    that is there; with text beside it, the text is read."""
+    inputs = write_lines(tmp_path / "in.jsonl", [{"id": "n", "paragraphs": None},
+                                                 {"id": "t", "paragraphs": None, "text": "Talks resumed."},
+                                                 {"id": "m", "title": "no text"}])
+    _, out = tag(predictor, [inputs], tmp_path)
+    assert out[0]["error"] == f"{inputs}:1: paragraphs: null; give a list of strings, or text"
+    assert_tagged(out[1], 1)
+    assert out[2]["error"] == f"{inputs}:3: {MISSING_TEXT}"
+
+
 def test_same_named_files_in_sub_folders_get_distinct_ids(predictor, tmp_path):
     """A record without an id is named by its file's path inside the input folder: two 2024.jsonl in two
     sub-folders, or two story.txt, gave the same ids. A file named directly keeps its file name, and
