@@ -22,7 +22,7 @@ def write_lines(path, records):
     ({"id": True}, "id", "expected a string or a number, got bool"),
     ({"id": [1]}, "id", "expected a string or a number, got list"),
     ({"title": 3}, "title", "expected a string"),
-    ({"paragraphs": None}, "text", "missing"),
+    ({"paragraphs": None}, "paragraphs", "null; give a list of strings, or text"),
     ({"paragraphs": "One. Two."}, "paragraphs", "expected a list"),
     ({"paragraphs": [], "boilerplate": []}, "paragraphs", "no non-empty paragraph"),
     ({"paragraphs": ["  ", ""], "boilerplate": [0, 0]}, "paragraphs", "no non-empty paragraph"),

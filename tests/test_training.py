@@ -96,7 +96,9 @@ def test_evaluate_cli_prints_the_report_as_json(tiny_model_dir):
                           "--data", str(ROOT / "data" / "validation.jsonl"), "--json"],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     report = json.loads(out.stdout)
-    assert set(report) == {"topics", "boilerplate"}
+    assert set(report) == {"articles", "model", "backend", "topics", "boilerplate"}
+    assert report["model"] == str(tiny_model_dir) and report["backend"] == "torch"
+    assert report["articles"] == sum(1 for line in (ROOT / "data" / "validation.jsonl").open() if line.strip())
     assert set(report["topics"]) == {"macro_f1", "micro_f1", "per_label"}
     assert set(report["topics"]["per_label"]["sanctions"]) == {"precision", "recall", "f1", "support"}
     assert set(report["boilerplate"]) == {"precision", "recall", "f1", "support"}
