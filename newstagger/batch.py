@@ -428,7 +428,8 @@ def check_run_record(output: Path, signature: dict) -> str | None:
 
 _SIGNATURE_NAMES = {"weights_sha256": "model weights", "config_sha256": "model config (labels, thresholds)",
                     "encoder_graph": "ONNX encoder graph (quantization or recipe: the export was redone)",
-                    "site_repeat_min": "site-repeat-min", "site_repeat": "site-repeat"}
+                    "site_repeat_min": "site-repeat-min", "site_repeat": "site-repeat",
+                    "inputs": "inputs (files, or their size or modification time)", "output_format": "output-format"}
 
 
 def signature_differences(recorded: dict, signature: dict) -> list[str]:

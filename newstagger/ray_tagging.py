@@ -318,6 +318,21 @@ def _filesystem(path: str):
     return pafs.LocalFileSystem(), path
 
 
+def _input_identities(paths: list[str]) -> list[dict]:
+    """Each input file as {path, size, mtime_ns} (pyarrow's file info; None where a filesystem does not say):
+    a finished output folder is this command's only if its inputs are the same files, unchanged since."""
+    identities = []
+    for path in paths:
+        try:
+            filesystem, inner = _filesystem(path)
+            info = filesystem.get_file_info(inner)
+            size, mtime = info.size, info.mtime_ns
+        except (OSError, ValueError):  # unreadable here: the read tasks report it as an error row
+            size = mtime = None
+        identities.append({"path": path, "size": size, "mtime_ns": mtime})
+    return identities
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
     """Connect to a cluster (``address``, else RAY_ADDRESS), or start a private local instance on the
     loopback interface. Returns True when this call started or connected Ray (the caller shuts it down),
@@ -468,7 +483,8 @@ def tag_ray(options: TagOptions) -> RunSummary:
     summary.options.update(model=model, inputs=inputs, num_threads=threads)
     # What decides the rows, as the local engine's run record has it, and the input files read
     signature = run_signature(dataclasses.replace(options, model=model))
-    signature["inputs"] = [source for source, _, _, _ in files]
+    signature["inputs"] = _input_identities([source for source, _, _, _ in files])
+    signature["output_format"] = options.output_format
     if not prepare_output(output, options.overwrite):
         return _finished(output, signature, summary)
     summary.run = signature

@@ -7,6 +7,7 @@ Predictor tags them, the bad ones as error rows. About 40-50 s on 2 cores (Ray s
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -196,8 +197,13 @@ def test_ray_tags_parquet_and_jsonl_shards_like_the_predictor(ray_instance, corp
     (other / "config.json").write_text(json.dumps(config))
     changed = {"model config (labels, thresholds)": ["--model", str(other), *argv[2:]],
                "backend": [*argv, "--backend", "onnx"], "limits": [*argv, "--max-paragraphs", "5"],
-               "columns": [*argv, "--id-column", "id"], "inputs": [*argv[:3], *argv[5:]]}  # a.jsonl only
+               "columns": [*argv, "--id-column", "id"], "inputs": [*argv[:3], *argv[5:]],  # a.jsonl only
+               "output-format": [*argv, "--output-format", "jsonl"],
+               "inputs (files, or their size or modification time)": argv}  # b.jsonl touched since
     for what, args in changed.items():
+        if what.startswith("inputs ("):  # the same files, one of them since rewritten (here: only touched)
+            b = folder / "b.jsonl"
+            os.utime(b, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns + 1_000_000_000))
         assert main(args) == 2, what
         err = capsys.readouterr().err.strip()
         assert "finished with other settings: " in err and what in err and "use --overwrite" in err, err
