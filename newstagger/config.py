@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -149,9 +150,17 @@ class TrainingConfig:
             return "context and heads", 0
         return "everything", 0 if self.init_from else self.freeze_encoder_layers
 
+    def as_record(self) -> dict:
+        """The config as a dict, its paths normalised (runs/k/ and runs/k are one folder)."""
+        record = dataclasses.asdict(self)
+        for key in PATH_FIELDS:
+            if record.get(key) and "://" not in record[key]:
+                record[key] = os.path.normpath(record[key])
+        return record
+
     def fingerprint(self, data_files: Sequence[str | None] = ()) -> str:
-        """Hash of the config and the bytes of its data files: same hash, same trained model."""
-        h = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode())
+        """Hash of the config (as_record) and the bytes of its data files: same hash, same trained model."""
+        h = hashlib.sha256(json.dumps(self.as_record(), sort_keys=True).encode())
         for path in data_files:
             if path and Path(path).exists():
                 h.update(Path(path).read_bytes())
@@ -159,6 +168,8 @@ class TrainingConfig:
 
 
 DICT_FIELDS = ("random_encoder", "trainer")
+PATH_FIELDS = ("train_file", "validation_file", "test_file", "output_dir", "init_from", "boilerplate_bank",
+               "vector_cache_dir")
 
 
 def _parser(cls):

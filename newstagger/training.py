@@ -7,6 +7,7 @@ progress bars and distributed data parallel (torchrun / accelerate launch) for f
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -255,8 +256,10 @@ def run_record(config: TrainingConfig) -> dict:
     """What a run is made from: {"fingerprint": of the config and the bytes of its data files, "config": the
     config as given (labels [] when inferred)}. Written as FINGERPRINT_FILE into the checkpoints folder when a
     run starts (--resume compares it) and into the saved model (--skip-if-trained compares it)."""
+    files = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+             for path in data_files(config) if path and Path(path).is_file()}
     return json.loads(json.dumps({"fingerprint": config.fingerprint(data_files(config)),
-                                  "config": dataclasses.asdict(config)}))  # as it reads back from the file
+                                  "config": config.as_record(), "data": files}))  # as it reads back from the file
 
 
 def checkpoints_dir(config: TrainingConfig) -> Path:
@@ -300,7 +303,9 @@ def check_resume(checkpoint: Path, record: dict) -> None:
     def shown(values):
         return ", ".join(f"{key}={_as_yaml(values.get(key))}" for key in differing)
 
+    changed = [path for path, digest in record.get("data", {}).items() if (saved.get("data") or {}).get(path) != digest]
     what = (f"was made with {shown(then)} (this run: {shown(now)})" if differing else
+            f"was made from other data ({', '.join(changed)} changed since)" if changed else
             "was made from other data (train_file, validation_file, test_file, boilerplate_bank or init_from's "
             "weights changed since)")
     raise ConfigError(f"--resume: {checkpoint} {what}: run without --resume")

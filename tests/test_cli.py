@@ -204,8 +204,19 @@ def test_a_new_run_clears_old_checkpoints_and_resume_refuses_another_runs(tmp_pa
     errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
     assert errors == [f"newstagger train: error: --resume: {checkpoints / 'checkpoint-2'} was made with seed=13, "
                       "max_steps=2 (this run: seed=5, max_steps=4): run without --resume"]
-    # the same config resumes (its run is finished: nothing more to train)
+    # the same config resumes (its run is finished: nothing more to train), the folder written either way
     assert cli.main(["train", "--config", tiny, out, "max_steps=2", "--resume"]) == cli.EXIT_OK
+    assert cli.main(["train", "--config", tiny, out + "/", "max_steps=2", "--resume"]) == cli.EXIT_OK
+    # other data: the file that changed is named
+    changed = tmp_path / "test.jsonl"
+    changed.write_text("".join((ROOT / "data" / "test.jsonl").read_text().splitlines(keepends=True)[:40]))
+    capsys.readouterr()
+    assert cli.main(["train", "--config", tiny, out, "max_steps=2", f"test_file={changed}"]) == cli.EXIT_OK
+    changed.write_text("".join((ROOT / "data" / "test.jsonl").read_text().splitlines(keepends=True)[:39]))
+    assert cli.main(["train", "--config", tiny, out, "max_steps=2", f"test_file={changed}", "--resume"]) == cli.EXIT_USAGE
+    errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    assert errors == [f"newstagger train: error: --resume: {checkpoints / 'checkpoint-2'} was made from other data "
+                      f"({changed} changed since): run without --resume"]
 
 
 def test_a_missing_data_file_says_relative_paths_are_read_from_the_current_folder(tmp_path, capsys, monkeypatch):
