@@ -54,9 +54,9 @@ def invariance(predictor, articles) -> dict:
             "resumed half-way": predictor.score(articles[:half]) + predictor.score(articles[half:])}
     t0, f0 = decisions(predictor, alone)
     out = {}
-    for name, scored in runs.items():
-        t1, f1 = decisions(predictor, scored)
-        diff = max(max(np.abs(a[0] - b[0]).max(), np.abs(a[1] - b[1]).max()) for a, b in zip(alone, scored))
+    for name, batched in runs.items():
+        t1, f1 = decisions(predictor, batched)
+        diff = max(max(np.abs(a[0] - b[0]).max(), np.abs(a[1] - b[1]).max()) for a, b in zip(alone, batched))
         out[name] = {"max_diff": float(diff), "changed_topics": int((t0 != t1).sum()), "changed_flags": int((f0 != f1).sum())}
     return out
 

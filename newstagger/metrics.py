@@ -21,7 +21,7 @@ import logging
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_curve, precision_recall_fscore_support
+from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 logger = logging.getLogger("newstagger")
 # A tuned threshold outside this range means validation cannot calibrate the model (see tune_thresholds).
