@@ -2,7 +2,7 @@
 
     newstagger train    --config configs/default.yaml [key=value | --key value ...]   -> newstagger.training
     newstagger tag      --model runs/default INPUT... [-o OUT] [--engine local|ray]    -> newstagger.batch
-    newstagger evaluate --model runs/default --data FILE [--json]                     -> newstagger.evaluate
+    newstagger evaluate --model runs/default FILE [--json]                            -> newstagger.evaluate
     newstagger check    FILE... [--labels a,b]                                        -> newstagger.data
     newstagger export   --model runs/default [--onnx] [--push-to-hub OWNER/NAME]      -> onnx_export, hub
     newstagger serve    --model runs/default [--port 8000]                            -> newstagger.serve
@@ -167,7 +167,8 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
                                    epilog=exit_codes_help("evaluate"),
                                    description="Evaluate a saved model on a labelled file (topics and/or flags).")
     evaluate.add_argument("--model", required=True, help="saved model folder")
-    evaluate.add_argument("--data", required=True, help="labelled JSONL, CSV or Parquet file")
+    evaluate.add_argument("file", nargs="?", metavar="FILE", help="labelled JSONL, CSV or Parquet file")
+    evaluate.add_argument("--data", metavar="FILE", help="the same, named as an option")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     _columns_arguments(evaluate, labels=True)
     _runtime_arguments(evaluate)
@@ -284,11 +285,16 @@ def run_evaluate(args) -> int:
     from .evaluate import EvaluateOptions, evaluate
     from .metrics import format_report
 
-    options = EvaluateOptions(model=args.model, data=args.data, columns=_columns(args), backend=args.backend,
+    from .inputs import InputError
+
+    if (args.file is None) == (args.data is None):  # FILE as tag takes it, or --data FILE: one of them
+        raise InputError("give the labelled file once: newstagger evaluate --model DIR FILE (or --data FILE)")
+    data = args.file or args.data
+    options = EvaluateOptions(model=args.model, data=data, columns=_columns(args), backend=args.backend,
                               device=args.device, num_threads=args.num_threads, batch_size=args.batch_size)
     report, n = evaluate(options)
     print(json.dumps(report) if args.json else
-          format_report(report, f"{args.data}: {n} articles, model {args.model} ({args.backend})"))
+          format_report(report, f"{data}: {n} articles, model {args.model} ({args.backend})"))
     return EXIT_OK
 
 

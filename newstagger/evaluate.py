@@ -1,4 +1,4 @@
-"""Evaluate a saved model on a labelled file: ``newstagger evaluate --model DIR --data FILE [--json]``.
+"""Evaluate a saved model on a labelled file: ``newstagger evaluate --model DIR FILE [--json]`` (or ``--data FILE``).
 
 The file is read by the one reader and record rule (newstagger.inputs, columns mapped as for training);
 scores and the printed report come from newstagger.metrics.

@@ -42,3 +42,16 @@ def test_json_report_says_what_was_measured(tiny_model_dir, tmp_path, capsys):
     assert (report["articles"], report["model"], report["backend"]) == (3, str(tiny_model_dir), "torch")
     assert report["boilerplate"]["support"] == 2  # the flagged paragraphs of a and c
     assert set(report["topics"]["per_label"]) >= {"diplomacy"}
+
+
+def test_the_file_is_given_as_tag_takes_it_or_with_data(tiny_model_dir, tmp_path, capsys):
+    """`newstagger tag` takes its input as a plain argument; a new user typed evaluate the same way."""
+    data = write_jsonl(tmp_path / "labelled.jsonl", [{"id": "a", **ARTICLE, "topics": ["diplomacy"], "boilerplate": [0, 1]}])
+    reports = []
+    for how in ([str(data)], ["--data", str(data)]):
+        assert cli.main(["evaluate", "--model", str(tiny_model_dir), *how, "--json"]) == cli.EXIT_OK
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0] == reports[1] and reports[0]["articles"] == 1
+    for how in ([], [str(data), "--data", str(data)]):  # neither, or both
+        assert cli.main(["evaluate", "--model", str(tiny_model_dir), *how]) == cli.EXIT_USAGE
+        assert "give the labelled file once" in capsys.readouterr().err
