@@ -277,7 +277,7 @@ def run_train(args, extra: list[str]) -> int:
             raise InputError(f"--resume: checkpoint {checkpoint} cannot be resumed from: {e} (delete it to "
                              "resume from an earlier one, or train without --resume)") from None
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    train(config, resume=args.resume, skip_if_trained=args.skip_if_trained)
+    train(config, resume=checkpoint or False, skip_if_trained=args.skip_if_trained)  # the checkpoint checked above
     return EXIT_OK
 
 

@@ -158,12 +158,12 @@ class TrainingConfig:
                 record[key] = os.path.normpath(record[key])
         return record
 
-    def fingerprint(self, data_files: Sequence[str | None] = ()) -> str:
-        """Hash of the config (as_record) and the bytes of its data files: same hash, same trained model."""
+    def fingerprint(self, data_digests: Sequence[str] = ()) -> str:
+        """Hash of the config (as_record) and the SHA-256 digests of its data files (training.run_record
+        reads them): same hash, same trained model."""
         h = hashlib.sha256(json.dumps(self.as_record(), sort_keys=True).encode())
-        for path in data_files:
-            if path and Path(path).exists():
-                h.update(Path(path).read_bytes())
+        for digest in data_digests:
+            h.update(digest.encode())
         return h.hexdigest()[:16]
 
 

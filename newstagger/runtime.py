@@ -18,7 +18,6 @@ torch's global thread count is set only when threads are asked for.
 from __future__ import annotations
 
 import contextlib
-
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

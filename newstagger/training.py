@@ -243,23 +243,24 @@ def check_paths(config: TrainingConfig) -> None:
             raise ConfigError(f"{key}: {path}: no such file{where}")
 
 
-def is_trained(config: TrainingConfig) -> bool:
-    """True when output_dir holds a complete model trained from this very config and data."""
+def is_trained(config: TrainingConfig, record: dict | None = None) -> bool:
+    """True when output_dir holds a complete model trained from this very config and data (``record``: the
+    run_record of ``config``, when already made)."""
     marker = Path(config.output_dir) / FINGERPRINT_FILE
     if not marker.exists() or not (Path(config.output_dir) / "model.safetensors").exists():
         return False
     saved = json.loads(marker.read_text()).get("fingerprint")
-    return saved == run_record(config)["fingerprint"]
+    return saved == (record or run_record(config))["fingerprint"]
 
 
 def run_record(config: TrainingConfig) -> dict:
     """What a run is made from: {"fingerprint": of the config and the bytes of its data files, "config": the
     config as given (labels [] when inferred)}. Written as FINGERPRINT_FILE into the checkpoints folder when a
     run starts (--resume compares it) and into the saved model (--skip-if-trained compares it)."""
-    files = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-             for path in data_files(config) if path and Path(path).is_file()}
-    return json.loads(json.dumps({"fingerprint": config.fingerprint(data_files(config)),
-                                  "config": config.as_record(), "data": files}))  # as it reads back from the file
+    digests = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()
+               for path in data_files(config) if path and Path(path).is_file()}  # each file read once
+    return json.loads(json.dumps({"fingerprint": config.fingerprint(digests.values()), "config": config.as_record(),
+                                  "data": {path: digest[:16] for path, digest in digests.items()}}))  # as read back
 
 
 def checkpoints_dir(config: TrainingConfig) -> Path:
@@ -437,10 +438,10 @@ def drop_if_no_checkpoint(folder: Path) -> None:
 
 def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) -> Path:
     output_dir = Path(config.output_dir)
-    if skip_if_trained and is_trained(config):
+    record = run_record(config)  # the config as given and its data, before anything is read or inferred
+    if skip_if_trained and is_trained(config, record):
         logger.warning("%s already holds a model trained from this config and data: skipping training", output_dir)
         return output_dir
-    record = run_record(config)  # the config as given and its data, before anything is read or inferred
     checkpoint = resume_checkpoint(config, resume)
     if checkpoint is not None:
         check_resume(checkpoint, record)
