@@ -141,7 +141,7 @@ Data: {sizes.get('train')} train / {sizes.get('validation')} validation / {sizes
 (`{training_config.train_file}`){'; train articles per label: ' + counts if counts else ''}; {epochs} epochs,
 batch {training_config.batch_size} articles, learning rate {training_config.learning_rate} (encoder) /
 {training_config.head_learning_rate} (heads), boilerplate augmentation {'on' if training_config.augment and training_config.boilerplate_bank else 'off'},
-seed {training_config.seed}; best validation score (the mean of topic macro-F1 and boilerplate F1 at 0.5, of
+seed {training_config.seed}, {sizes.get('precision', 'fp32')}; best validation score (the mean of topic macro-F1 and boilerplate F1 at 0.5, of
 the tasks the validation split labels) {best}.
 
 ## Evaluation

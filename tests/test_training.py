@@ -37,6 +37,7 @@ def test_training_writes_a_complete_folder_that_loads(tiny_model_dir):
     results = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert results["topic macro-F1"] == pytest.approx(report["test"]["topics"]["macro_f1"], abs=1e-4)
     assert f'Predictor.from_pretrained("{tiny_model_dir}")' in card.text and ".partial-" not in card.text
+    assert "seed 13, fp32;" in " ".join(card.text.split())  # the tiny config trains in fp32; the card says how
     # readable by group and others as the umask allows (a service may run as another user)
     umask = os.umask(0)
     os.umask(umask)
@@ -499,3 +500,39 @@ def test_a_training_log_that_is_not_a_terminal_gets_plain_lines(tiny_config, tmp
                      r"boilerplate_f1 [\d.]+, score [\d.]+", caplog.text), caplog.text
     assert "training done (step 4/4" in caplog.text
     assert "mtime may not be reliable" not in captured.err + caplog.text
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith(("flags", "Features"))), set())
+    except OSError:
+        return set()
+
+
+def test_cpu_bf16_is_read_off_the_cpu_flags():
+    from newstagger.training import cpu_has_bf16
+
+    flags = _cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags to compare with")
+    assert cpu_has_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "bf16"})
+
+
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16(monkeypatch, caplog, tmp_path, tiny_config):
+    import dataclasses
+
+    import torch
+
+    from newstagger import training
+
+    if torch.cuda.is_available():
+        pytest.skip("the fallback is for CPU training")
+    config = tiny_config(tmp_path, bf16=True)
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)  # the CPU's answer, not the rule under test
+    caplog.clear()
+    assert training.mixed_precision(config) is False
+    assert "training in fp32 instead" in caplog.text
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
+    assert training.mixed_precision(config) is True
+    assert training.mixed_precision(dataclasses.replace(config, bf16=False)) is False
