@@ -78,6 +78,9 @@ KINDS = [json.loads(line) for line in (ROOT / "tests" / "data" / "kinds.jsonl").
 KNOWN_WRONG = {
     "kind-pitches": "a bare list of related headlines in question form after the last paragraph reads as content",
     "10-table-rows": "rows of a table whose cells are names (no numbers) read as navigation",
+    # right with the model bf16 training gives (CPUs with AVX512-BF16), two rows flagged (scores 0.19, 0.22) by
+    # the one fp32 training gives on an AVX2-only CPU: table rows sit at the edge of what the model learned
+    "kind-table": "rows of a data table: flagged or not depending on the training run (bf16 or fp32)",
 }
 
 
