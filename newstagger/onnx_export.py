@@ -230,8 +230,7 @@ def export_encoder(model, target: Path, quantization: str = DEFAULT_QUANTIZATION
     return target
 
 
-def quantize_per_token(model, fp32_after: tuple[str, ...] = (), asymmetric_after: tuple[str, ...] = (),
-                       fp32_nodes: frozenset[str] = frozenset()):
+def quantize_per_token(model, fp32_after: tuple[str, ...] = (), asymmetric_after: tuple[str, ...] = ()):
     """Every MatMul with a constant weight [K, N] becomes int8 with per-token activation scales:
     x [.., K] -> rows [M, K], scale = max|row| / 127 per row, uint8 (zero point 128), MatMulIntegerToFloat
     with per-column int8 weights, times the row's scale. A token's result depends on that token only.
@@ -254,8 +253,7 @@ def quantize_per_token(model, fp32_after: tuple[str, ...] = (), asymmetric_after
     nodes, rows_of = [], {}
     producer = {out: n.op_type for n in graph.node for out in n.output}
     for node in graph.node:
-        if not (node.op_type == "MatMul" and node.input[1] in weights) or producer.get(node.input[0]) in fp32_after \
-                or node.name in fp32_nodes:
+        if not (node.op_type == "MatMul" and node.input[1] in weights) or producer.get(node.input[0]) in fp32_after:
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
