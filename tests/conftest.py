@@ -60,3 +60,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         return train(_tiny_config(tmp, max_steps=12))
     finally:
         os.chdir(cwd)
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A copy of tiny_model_dir with its default ONNX export (about 15 s: the heads' torch.export)."""
+    import shutil
+
+    from newstagger.onnx_export import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx") / "model"
+    shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns("onnx"))
+    export_onnx(folder)
+    return folder

@@ -583,7 +583,7 @@ def test_resume_refuses_to_mix_two_models_or_backends_in_one_output(tiny_model_d
     assert (done.resumed, done.records) == (3, 6)
 
 
-def test_resume_refuses_an_output_of_another_onnx_export(tiny_model_dir, source_records, tmp_path):
+def test_resume_refuses_an_output_of_another_onnx_export(onnx_dir, source_records, tmp_path):
     """The weights alone do not decide an onnx run's scores: the export's quantization does too. A new user
     re-exported with --quantization fp32 and resumed an int8 output: half of it came from each export."""
     import shutil
@@ -591,8 +591,7 @@ def test_resume_refuses_an_output_of_another_onnx_export(tiny_model_dir, source_
     from newstagger.onnx_export import export_onnx
 
     model = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, model, ignore=shutil.ignore_patterns("onnx"))
-    export_onnx(model)
+    shutil.copytree(onnx_dir, model)  # with its default (int8) export
     inputs = write_lines(tmp_path / "in.jsonl", source_records[:6])
     output = tmp_path / "out.jsonl"
     tag_files(str(model), [str(inputs)], output, backend="onnx", progress=False)

@@ -51,28 +51,6 @@ def test_example_articles_get_their_boilerplate_and_topics(default_model):
             assert "press_freedom" not in result.topics, (name, result.topic_scores)
 
 
-def test_int8_stays_within_0_01_f1_of_fp32_on_real_news(default_model, real_dev):
-    """int8 must not cost more than 0.01 F1 against fp32 on real_dev, on either task, and must agree with
-    fp32 on nearly every decision. (Dynamic int8 moves a few scores near the thresholds; on this model the
-    few topic decisions that flip happen to make int8 about 0.01-0.02 F1 *better*, so the F1 bound is one-sided
-    and fidelity is also checked decision by decision.)"""
-    import numpy as np
-
-    from newstagger.data import load_articles
-    from newstagger.metrics import evaluate_articles, score_split
-
-    articles = load_articles(real_dev).articles
-    int8_predictor = Predictor.from_pretrained(MODEL, backend="int8")
-    fp32, int8 = evaluate_articles(default_model, articles), evaluate_articles(int8_predictor, articles)
-    assert int8["topics"]["macro_f1"] >= fp32["topics"]["macro_f1"] - 0.01, (fp32["topics"], int8["topics"])
-    assert int8["boilerplate"]["f1"] >= fp32["boilerplate"]["f1"] - 0.01, (fp32["boilerplate"], int8["boilerplate"])
-    _, t32, _, b32 = score_split(default_model, articles)
-    _, t8, _, b8 = score_split(int8_predictor, articles)
-    topic_agreement = np.mean((t32 >= default_model.thresholds) == (t8 >= default_model.thresholds))
-    flag_agreement = np.mean((b32 >= default_model.boilerplate_threshold) == (b8 >= default_model.boilerplate_threshold))
-    assert topic_agreement >= 0.98 and flag_agreement >= 0.99, (topic_agreement, flag_agreement)
-
-
 KINDS = [json.loads(line) for line in (ROOT / "tests" / "data" / "kinds.jsonl").read_text().splitlines()]
 # Kinds the default model still gets wrong (README, Results): tested, so that a fix shows up as XPASS.
 KNOWN_WRONG = {
