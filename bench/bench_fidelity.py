@@ -47,10 +47,11 @@ def f1_cells(row) -> str:
     return scored.cell(row["topic_macro_f1"], ".4f", 10) + scored.cell(row["boilerplate_f1"], ".4f", 8)
 
 
-def invariance(predictor, articles) -> dict:
+def invariance(predictor, articles, all_at_once) -> dict:
+    """``all_at_once``: the backend's scores of ``articles`` in one call (already computed by the caller)."""
     alone = [predictor.score([a])[0] for a in articles]
     half = len(articles) // 2
-    runs = {"all at once": predictor.score(articles),
+    runs = {"all at once": all_at_once,
             "in fives": [s for i in range(0, len(articles), 5) for s in predictor.score(articles[i:i + 5])],
             "resumed half-way": predictor.score(articles[:half]) + predictor.score(articles[half:])}
     t0, f0 = decisions(predictor, alone)
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
                                            <= BARS["max_topic_diff"]).mean()),
                 "decisions": float((topics == ref_topics).mean()), "flags": float((flags == ref_flags).mean()),
                 "topic_macro_f1": f1[0], "boilerplate_f1": f1[1],
-                "invariance": invariance(predictor, articles) if backend in invariant else {}}
+                "invariance": invariance(predictor, articles, scores) if backend in invariant else {}}
     failed = []
     for backend, r in rows.items():
         if backend == "torch":

@@ -102,13 +102,14 @@ def test_evaluate_reports_a_bad_record_in_one_line(tiny_model_dir, tmp_path, cap
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_closed_and_full_streams_give_one_line_and_status_2(tiny_model_dir, tmp_path):
+def test_closed_and_full_streams_give_one_line_and_status_2(onnx_dir, tmp_path):
+    # the onnx backend (no torch import: about 1 s a run instead of 4); streams are the CLI's, not a backend's
     corpus = tmp_path / "in.jsonl"
     lines = (ROOT / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines()[:40]
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     pretty = tmp_path / "pretty.json"
     pretty.write_text(json.dumps([GOOD], indent=2))
-    base = f'"$NT" tag --model "{tiny_model_dir}" --num-threads 1 -q'
+    base = f'"$NT" tag --model "{onnx_dir}" --backend onnx --num-threads 1 -q'
     cases = [(f"{base} - <&-", "-: standard input is closed"),
              (f'{base} "{corpus}" >&-', "standard output is closed"),
              (f'{base} "{corpus}" > /dev/full', "standard output: cannot write (No space left on device)"),

@@ -118,7 +118,7 @@ def test_real_base_model_fine_tunes_on_a_small_subset(tmp_path):
     config = load_config(ROOT / "configs" / "default.yaml", [
         f"train_file={tmp_path / 'train.jsonl'}", f"validation_file={tmp_path / 'validation.jsonl'}",
         "test_file=null", f"output_dir={tmp_path / 'model'}", "max_steps=6", "batch_size=4", "logging_steps=1",
-        "augment=false"])
+        "augment=false", "max_paragraph_tokens=64", "num_threads=2"])  # a fast test (default: 256 tokens, 1 thread)
     os.chdir(ROOT)
     folder = train(config)
     state = json.loads((tmp_path / "model-checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
