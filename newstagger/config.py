@@ -311,9 +311,17 @@ def _near_misses(unknown: Sequence[str], known) -> str:
     import difflib
 
     shown = []
-    for key in unknown:
-        close = difflib.get_close_matches(str(key), list(known), n=1)
-        shown.append(f"{key} (did you mean {close[0]}?)" if close else str(key))
+    for key in map(str, unknown):
+        head, dot, tail = key.partition(".")
+        if dot and head in DICT_FIELDS:  # only trainer.KEY=value is split; random_encoder is given whole
+            shown.append(f"{key} ({head} is set as one mapping: {head}={{{tail}: ...}})")
+        elif dot and head in known:
+            shown.append(f"{key} ({head} takes one value, not sub-keys: {head}=...)")
+        elif dot and difflib.get_close_matches(head, ["trainer"], n=1):
+            shown.append(f"{key} (did you mean trainer.{tail}?)")
+        else:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            shown.append(f"{key} (did you mean {close[0]}?)" if close else key)
     return ", ".join(shown)
 
 

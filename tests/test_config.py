@@ -34,6 +34,11 @@ def test_overrides_are_typed(default):
     ("trainer.gradient_acumulation_steps=2", "unknown TrainingArguments options: gradient_acumulation_steps "
                                              "(did you mean gradient_accumulation_steps?)"),
     ("trainer.not_an_option=1", "unknown TrainingArguments options: not_an_option"),
+    # a dotted key: a misspelt trainer group, a plain key given sub-keys, the other mapping given one key
+    ("trainr.seed=3", "unknown config keys: trainr.seed (did you mean trainer.seed?)"),
+    ("augment.probability=0.5", "unknown config keys: augment.probability (augment takes one value, not sub-keys"),
+    ("random_encoder.hidden_size=32", "random_encoder.hidden_size (random_encoder is set as one mapping: "
+                                      "random_encoder={hidden_size: ...})"),
     ("trainer.gradient_accumulation_steps=two", "config key gradient_accumulation_steps: invalid int value"),
     ("just-a-word", "is not key=value"),
     ("labels=diplomacy,sanctions,diplomacy", "config key labels: 'diplomacy' is given twice"),
