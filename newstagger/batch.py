@@ -465,8 +465,9 @@ class _Written:
 
 def scan_output(path: Path) -> _Written:
     """Read an earlier output without changing it. Raises InputError when it is not a newstagger output:
-    every complete line must be one of our records, except zero bytes or blank lines at the end (what a
-    crash before fsync leaves); a last line without its newline is a torn record."""
+    every complete line must begin as our records do, and the first, the last and each error record must be
+    one (topics and topic_scores, or an error: a copy of the input is refused), except zero bytes or blank
+    lines at the end (what a crash before fsync leaves); a last line without its newline is a torn record."""
     records = errors = keep = offset = 0
     first_id = last_line = first_error = None
     junk = False  # seen a blank or zero-filled line after the records
@@ -474,6 +475,9 @@ def scan_output(path: Path) -> _Written:
     def refuse(line_number: int):
         return InputError(f"{path}:{line_number}: not a newstagger output record; refusing to --resume onto "
                           "it (choose another --output, or --overwrite to replace it)")
+
+    def ours(record) -> bool:  # a tagged record or an error record; an input record has neither key
+        return isinstance(record, dict) and ("error" in record or {"topics", "topic_scores"} <= record.keys())
 
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -492,6 +496,8 @@ def scan_output(path: Path) -> _Written:
                     record = json.loads(body)
                 except ValueError:
                     raise refuse(number) from None
+                if not ours(record):
+                    raise refuse(number)
                 first_id = record["id"] if records == 0 else first_id
                 errors += "error" in record
                 first_error = first_error or (str(record["error"]) if "error" in record else None)
@@ -500,9 +506,12 @@ def scan_output(path: Path) -> _Written:
     last_id = None
     if last_line is not None:
         try:
-            last_id = json.loads(last_line)["id"]
+            last = json.loads(last_line)
+            last_id = last["id"]
         except (ValueError, KeyError, TypeError):
             raise refuse(records) from None
+        if not ours(last):
+            raise refuse(records)
     return _Written(records, errors, first_id, last_id, keep, size, first_error)
 
 

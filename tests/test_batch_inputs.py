@@ -470,6 +470,19 @@ def test_resume_onto_a_file_that_is_not_our_output_leaves_it_alone(tiny_model_di
     assert output.read_bytes() == content
 
 
+def test_resume_onto_a_copy_of_the_input_is_refused(tiny_model_dir, source_records, tmp_path):
+    """Input records in our schema begin as output records do ({"id": ...}): a user who gave the first lines
+    of the corpus as --output must not get tags appended after them."""
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:4])
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(b"".join(inputs.read_bytes().splitlines(keepends=True)[:2]))
+    assert output.read_bytes().startswith(b'{"id": ')
+    before = output.read_bytes()
+    with pytest.raises(InputError, match=r"out\.jsonl:1: not a newstagger output record"):
+        tag_files(tiny_model_dir, [str(inputs)], output, resume=True, progress=False)
+    assert output.read_bytes() == before
+
+
 def test_output_inside_an_input_folder_is_not_read_back(predictor, source_records, tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()
