@@ -39,7 +39,7 @@ import os
 import re
 import stat
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Iterable, Iterator, Sequence
 
@@ -323,6 +323,10 @@ def article_from_record(record, position: Position | None = None, columns: Colum
     Raises ArticleError ("field: problem", its record_id set when the id could be read)."""
     if not isinstance(record, dict):
         raise ArticleError(f"record: expected a JSON object, got {_type(record)}")
+    if position is not None and position.row is None and format_of(position.source)[0] == "txt":
+        # a .txt file is one text with its name for an id: --text-column and --id-column name the fields of
+        # the CSV, Parquet or JSONL inputs given with it
+        columns = replace(columns, text=None, id=None)
     rid = record_id(record, position, columns)
     try:
         title = record.get("title")

@@ -121,6 +121,12 @@ def test_csv_with_text_and_id_columns(predictor, tmp_path):
     assert [r["id"] for r in out] == ["d1", "news.csv:5", "d3"]  # the line the row starts on
     assert [len(r["paragraphs"]) for r in out] == [2, 1, 1]
     assert counts.errors == 0
+    # a .txt file given with it has no columns: it is one text, its id is its name
+    story = tmp_path / "story.txt"
+    story.write_text("A text file of two lines.\nThe second line.\n", encoding="utf-8")
+    counts, out = tag(predictor, [path, story], tmp_path, text_column="body", id_column="doc")
+    assert [r["id"] for r in out] == ["d1", "news.csv:5", "d3", "story.txt"]
+    assert counts.errors == 0 and len(out[3]["paragraphs"]) == 2
 
 
 def test_parquet_with_text_and_id_columns(predictor, tmp_path):
