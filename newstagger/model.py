@@ -268,6 +268,11 @@ class NewsTaggerModel(PreTrainedModel):
             topic_logits, shares = self._mean_topics(values, content, segment_mask)
         else:
             topic_logits, shares = self._top2_topics(values, content, segment_mask)
+        if not self.training:
+            # An article without a content paragraph (all flagged) has nothing a topic could rest on: every
+            # label's probability is 0, as the predictor tags none (mean pooling gave 0.5 here, at the threshold).
+            empty = content[:, 1:].sum(1) == 0  # [batch]; the title alone is not content enough
+            topic_logits = topic_logits.masked_fill(empty.unsqueeze(-1), -1e4)
 
         loss = None
         if boilerplate_labels is not None or topic_labels is not None:

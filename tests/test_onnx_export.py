@@ -48,6 +48,12 @@ def test_onnx_backend_gives_the_torch_results(onnx_dir, articles):
     int8_p = Predictor.from_pretrained(onnx_dir, backend="int8")
     for (t8, b8, _), (t, b, _) in zip(int8_p.score(articles), onnx_p.score(articles)):
         assert np.abs(t8 - t).max() < 1e-4 and np.abs(b8 - b).max() < 1e-4
+    # every paragraph flagged (threshold 0, an input of the heads graph): no content, topic probability 0
+    for p in (torch_p, onnx_p):
+        p.boilerplate_threshold = 0.0
+        result = p.predict(articles[0])
+        assert all(result.boilerplate) and result.topics == []
+        assert max(result.topic_scores.values()) == 0.0, (p.backend, result.topic_scores)
     # the same limits and the same errors
     for bad in ("", {"title": 5, "text": "x"}, ["ok", 3], "x" * 60_000):
         errors = []
