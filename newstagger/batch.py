@@ -436,8 +436,12 @@ def signature_differences(recorded: dict, signature: dict) -> list[str]:
     """What differs between a recorded run signature (run_signature) and this run's, named as a user knows
     it, in the signature's order (the model first): [] when they match. Used by --resume (OUTPUT.run.json)
     and by the Ray engine for a finished output folder (_SUCCESS.json)."""
-    keys = list(signature) + [k for k in recorded if k not in signature]
-    return [_SIGNATURE_NAMES.get(k, k) for k in keys if recorded.get(k) != signature.get(k)]
+    keys = [k for k in list(signature) + [k for k in recorded if k not in signature]
+            if recorded.get(k) != signature.get(k)]
+    if "backend" in keys and "encoder_graph" in keys:
+        keys.remove("encoder_graph")  # another backend runs another graph (torch: none): not a re-export
+    return [f"backend ({recorded.get('backend')}, now {signature.get('backend')})" if k == "backend"
+            else _SIGNATURE_NAMES.get(k, k) for k in keys]
 
 
 def write_run_record(output: Path, signature: dict) -> None:

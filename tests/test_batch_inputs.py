@@ -594,6 +594,9 @@ def test_resume_refuses_to_mix_two_models_or_backends_in_one_output(tiny_model_d
     with pytest.raises(InputError, match="written with other settings: limits"):
         tag_files(str(tiny_model_dir), [str(inputs)], output, resume=True, progress=False,
                   limits=Limits(max_paragraphs=5))
+    with pytest.raises(InputError) as info:  # another backend runs another graph: not "the export was redone"
+        tag_files(str(tiny_model_dir), [str(inputs)], output, resume=True, progress=False, backend="int8")
+    assert "written with other settings: backend (torch, now int8) (see" in str(info.value)
     assert output.read_bytes() == b"".join(kept)  # refused before anything is written
 
     moved = tmp_path / "moved-model"  # the same model elsewhere is the same model
