@@ -12,8 +12,8 @@ articles by its one record rule, with the run's Limits. They are tagged in chunk
 Every input record gives exactly one output record, in input order: ``TaggingResult.to_record()``, or
 ``{"id", "error": "<file>:<line>: <field>: <problem>"}`` when it cannot be read or tagged; the run goes on.
 
-Output is appended record by record (flushed each record, fsync'ed each chunk), so a killed run loses at
-most the records in flight. ``resume=True`` first checks that the output is a newstagger output of these
+Output is appended record by record as each chunk of articles is tagged (flushed each record, fsync'ed each
+chunk), so a killed run loses at most the chunk in flight (``chunk_size`` articles). ``resume=True`` first checks that the output is a newstagger output of these
 inputs (every line one of our records, its first and last ids those of the matching input records), then
 drops a torn last line, and skips the records already written (input order is deterministic). The output
 is checked before the model loads: not a folder, its folder present and writable, not the same file as an

@@ -45,11 +45,13 @@ class LoadResult:
     problems: list[str]  # records skipped in lenient mode, one message per problem
 
     def summary(self) -> str:
+        articles = f"{len(self.articles)} article{'' if len(self.articles) == 1 else 's'}"
         if not self.problems:
-            return f"{len(self.articles)} articles, no problems"
+            return f"{articles}, no problems"
         reasons = Counter(p.split(": ", 2)[1] if p.count(": ") >= 2 else p for p in self.problems)
         why = ", ".join(f"{field_}: {n}" for field_, n in reasons.most_common())
-        return f"{len(self.articles)} articles kept, {len(self.problems)} problems (by field: {why})"
+        problems = f"{len(self.problems)} problem{'' if len(self.problems) == 1 else 's'}"
+        return f"{articles} kept, {problems} (by field: {why})"
 
 
 def label_problems(article: Article, labels: Sequence[str] | None, require_labels: bool,
@@ -289,6 +291,11 @@ def check_files(paths: Sequence[str], labels: Sequence[str] | None = None, stric
     failed = False
     for path in paths:
         result = load_articles(path, labels, strict=strict, require_labels=require_labels, columns=columns)
+        if not result.articles and not result.problems:  # nothing to train or evaluate on is not "no problems"
+            empty = f"{show_path(str(path))}: no articles (an empty file?)"
+            if strict:
+                raise DataError([empty])
+            result.problems.append(empty)
         for problem in result.problems:
             print(problem, file=sys.stderr)
         failed |= bool(result.problems)

@@ -87,8 +87,10 @@ def make_compute_metrics(labels, single_label: bool = False):
         bp_labels, topic_labels, topic_mask = eval_pred.label_ids
         known = bp_labels >= 0
         rows = topic_mask.astype(bool)
-        report = evaluation_report(topic_labels[rows], 1 / (1 + np.exp(-topic_logits[rows])), bp_labels[known],
-                                   1 / (1 + np.exp(-bp_logits[known])), labels, 0.5, 0.5)
+        from scipy.special import expit  # the sigmoid without overflow (an article with no content: -1e4)
+
+        report = evaluation_report(topic_labels[rows], expit(topic_logits[rows]), bp_labels[known],
+                                   expit(bp_logits[known]), labels, 0.5, 0.5)
         if single_label and rows.any():  # the likeliest label, as the single-label Predictor decides
             report["topics"] = single_label_report(topic_labels[rows], topic_logits[rows], labels)
         # One number for early stopping and best-model selection: the tasks the validation split labels,

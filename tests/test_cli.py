@@ -53,7 +53,13 @@ def test_check_exit_codes(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "a2", "topics": ["weather"]}) + "\n{oops\n")
     assert cli.main(["check", str(good)]) == cli.EXIT_OK
-    assert "1 articles, no problems; topics: diplomacy: 1" in capsys.readouterr().out
+    assert "1 article, no problems; topics: diplomacy: 1" in capsys.readouterr().out
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")  # nothing to train or evaluate on
+    assert cli.main(["check", str(empty)]) == cli.EXIT_RECORD_ERRORS
+    assert capsys.readouterr().err.strip() == f"{empty}: no articles (an empty file?)"
+    assert cli.main(["check", "--strict", str(empty)]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip().endswith(f"{empty}: no articles (an empty file?)")
     assert cli.main(["check", str(bad), "--labels", "diplomacy,sanctions"]) == cli.EXIT_RECORD_ERRORS
     err = capsys.readouterr().err.splitlines()
     assert err == [f"{bad}:2: topics: unknown label 'weather' (configured: diplomacy, sanctions)",
