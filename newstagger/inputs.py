@@ -260,12 +260,14 @@ def _paragraphs(record: dict, columns: Columns) -> list[str]:
     if columns.text:
         name = columns.text
         if _missing(record.get(name)):
-            raise ArticleError(f"{name}: missing")
+            raise ArticleError(f"{name}: null" if name in record else f"{name}: missing")
     else:
         name = "paragraphs" if not _missing(record.get("paragraphs")) else "text"
         if _missing(record.get(name)):
             if "paragraphs" in record:  # there, but null: "neither" would send the user looking for it
                 raise ArticleError("paragraphs: null; give a list of strings, or text")
+            if "text" in record:  # null (or NaN: an empty cell of a table)
+                raise ArticleError("text: null; give the article's text as a string, or paragraphs")
             raise ArticleError("text: missing (the record has neither 'paragraphs' nor 'text')")
     value = record[name]
     if name == "paragraphs":

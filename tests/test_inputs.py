@@ -63,6 +63,9 @@ def test_paragraphs_keep_every_index_and_text_is_split_like_the_predictor():
 @pytest.mark.parametrize("record, columns, message", [
     ({"title": "t"}, Columns(), "text: missing (the record has neither 'paragraphs' nor 'text')"),
     ({"text": "x"}, Columns(text="body"), "body: missing"),
+    ({"body": None}, Columns(text="body"), "body: null"),
+    ({"text": None}, Columns(), "text: null; give the article's text as a string, or paragraphs"),
+    ({"text": float("nan")}, Columns(), "text: null; give the article's text as a string, or paragraphs"),
     ({"paragraphs": "not a list"}, Columns(), "paragraphs: expected a list of paragraph strings, got str"),
     ({"paragraphs": "[1, 2"}, Columns(), "paragraphs: expected a JSON list"),
     ({"text": 5}, Columns(), "text: expected a text or a list of paragraph strings, got int"),
