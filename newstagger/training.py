@@ -200,8 +200,9 @@ def check_output_dir(output_dir: Path) -> None:
         raise ConfigError(f"output_dir {output_dir}: exists and is not a newstagger model folder; "
                           "choose another output_dir (training replaces the folder whole)")
     if ours:  # as Trainer-based tools do, a new run replaces its model; say so before hours of training
-        logger.warning("output_dir %s holds a model: it will be replaced (with its onnx/ export) when this run "
-                       "saves; the old one stays until then", output_dir)
+        export = " (with its onnx/ export)" if (output_dir / "onnx").is_dir() else ""
+        logger.warning("output_dir %s holds a model: it will be replaced%s when this run saves; the old one "
+                       "stays until then", output_dir, export)
 
 
 def check_trainable(config: TrainingConfig, train: list[Article], validation: list[Article]) -> None:

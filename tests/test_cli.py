@@ -206,6 +206,7 @@ def test_a_new_run_clears_old_checkpoints_and_resume_refuses_another_runs(tmp_pa
     assert cli.main(["train", "--config", tiny, out, "max_steps=2"]) == cli.EXIT_OK
     assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert "removed 2 checkpoint(s) of an earlier run (checkpoint-2, checkpoint-4)" in caplog.text
+    assert "holds a model: it will be replaced when this run saves" in caplog.text  # (no onnx/ export to name)
     capsys.readouterr()
     assert cli.main(["train", "--config", tiny, out, "max_steps=4", "--seed", "5", "--resume"]) == cli.EXIT_USAGE
     errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
