@@ -264,6 +264,8 @@ def create_app(predictor, options: ServeOptions):
                 body = json.loads(raw)
             except (UnicodeDecodeError, ValueError, RecursionError) as e:
                 reason = "too deeply nested" if isinstance(e, RecursionError) else str(e).split(":")[0]
+                if isinstance(e, UnicodeDecodeError):  # whatever charset the request declares (RFC 8259)
+                    reason = f"not UTF-8: byte {raw[e.start:e.start + 1]!r} at {e.start}; JSON is sent as UTF-8"
                 raise HttpError(400, f"body: not valid JSON ({reason})") from None
             articles, many = _articles_of(body, predictor, options.max_articles)
             try:

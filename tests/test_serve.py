@@ -94,6 +94,7 @@ def test_one_article_and_a_list_give_the_predictors_records(server, local):
     (b"[" * 100_000 + b"]" * 100_000, 400, "body: not valid JSON"),
     (b"", 400, "body: not valid JSON"),
     (b"\xff\xfe", 400, "body: not valid JSON"),
+    ('{"text": "caf\u00e9"}'.encode("latin-1"), 400, "body: not valid JSON (not UTF-8: byte b'\\xe9' at 13; JSON is sent as UTF-8)"),
     (b"42", 422, "body: expected an article"),
     (b"null", 422, "body: expected an article"),
     (b"[]", 422, "body: an empty list"),
