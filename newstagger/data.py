@@ -295,7 +295,10 @@ def check_files(paths: Sequence[str], labels: Sequence[str] | None = None, stric
             empty = f"{show_path(str(path))}: no articles (an empty file?)"
             if strict:
                 raise DataError([empty])
-            result.problems.append(empty)
+            print(empty, file=sys.stderr)
+            print(f"{show_path(str(path))}: 0 articles")
+            failed = True
+            continue
         for problem in result.problems:
             print(problem, file=sys.stderr)
         failed |= bool(result.problems)

@@ -932,6 +932,8 @@ def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), std
 
 
 def _check_columns(name: str, names: list[str], columns: Columns) -> None:
+    if not names:  # an empty file: no header, no records (like an empty JSONL file; the summary says so)
+        return
     shown = ", ".join(names[:20])
     twice = _repeated_column(names)
     if twice is not None:

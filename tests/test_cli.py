@@ -57,7 +57,8 @@ def test_check_exit_codes(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")  # nothing to train or evaluate on
     assert cli.main(["check", str(empty)]) == cli.EXIT_RECORD_ERRORS
-    assert capsys.readouterr().err.strip() == f"{empty}: no articles (an empty file?)"
+    out, err = capsys.readouterr()
+    assert (out.strip(), err.strip()) == (f"{empty}: 0 articles", f"{empty}: no articles (an empty file?)")
     assert cli.main(["check", "--strict", str(empty)]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.strip().endswith(f"{empty}: no articles (an empty file?)")
     assert cli.main(["check", str(bad), "--labels", "diplomacy,sanctions"]) == cli.EXIT_RECORD_ERRORS

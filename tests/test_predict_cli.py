@@ -214,9 +214,10 @@ def test_a_file_name_with_a_newline_stays_on_its_one_error_line(tiny_model_dir, 
     assert capsys.readouterr().err.splitlines() == [f"predict.py: error: {str(absent)!r}: no such file or folder"]
 
 
-def test_an_empty_input_is_not_an_error_but_the_summary_says_so(tiny_model_dir, tmp_path, capsys):
-    (tmp_path / "empty.jsonl").write_text("")
-    assert tag_main("--model", str(tiny_model_dir), str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "o.jsonl")) == 0
+@pytest.mark.parametrize("name", ["empty.jsonl", "empty.csv"])
+def test_an_empty_input_is_not_an_error_but_the_summary_says_so(tiny_model_dir, tmp_path, capsys, name):
+    (tmp_path / name).write_text("")  # an empty CSV has no header either: no records, not "no text column"
+    assert tag_main("--model", str(tiny_model_dir), str(tmp_path / name), "-o", str(tmp_path / "o.jsonl")) == 0
     err = capsys.readouterr().err
     assert "records: 0," in err and "the inputs held no records" in err
     assert (tmp_path / "o.jsonl").read_text() == ""
