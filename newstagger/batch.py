@@ -16,9 +16,9 @@ Output is appended record by record as each chunk of articles is tagged (flushed
 chunk), so a killed run loses at most the chunk in flight (``chunk_size`` articles). ``resume=True`` first
 checks that the output is a newstagger output of these inputs (every line one of our records, its first and
 last ids those of the matching input records), then drops a torn last line, and skips the records already
-written (input order is deterministic). The output
-is checked before the model loads: not a folder, its folder present and writable, not the same file as an
-input (device and inode, so hard links and symlinks count), and a file inside an input folder is not read.
+written (input order is deterministic). The output is checked before the model loads: not a folder, its
+folder present and writable, not the same file as an input (device and inode, so hard links and symlinks
+count), and a file inside an input folder is not read.
 """
 
 from __future__ import annotations
