@@ -43,6 +43,7 @@ from .inputs import (SOURCE_FIELDS, STDIN, Article, ArticleError, Columns, Input
 from .runtime import BACKENDS
 
 DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are sorted and batched together
+SITE_REPEAT_MIN = 3  # articles of one source a paragraph must recur in for --site-repeat to push it
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -64,7 +65,7 @@ class TagOptions:
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     num_threads: int | None = None  # torch threads per Predictor (Ray: per actor; default 1 there)
     site_repeat: bool = False
-    site_repeat_min: int = 3
+    site_repeat_min: int | None = None  # with site_repeat (None: SITE_REPEAT_MIN); alone, a usage error
     progress: bool | None = None  # None: a bar when stderr is a terminal the output does not go to
     # Ray only
     ray_address: str | None = None
@@ -88,6 +89,10 @@ class TagOptions:
             raise InputError(f"--device must be cpu, cuda, cuda:N or auto, not {self.device!r}")
         if self.resume and self.overwrite:
             raise InputError("--resume and --overwrite contradict each other")
+        if self.site_repeat_min is not None and not self.site_repeat:
+            raise InputError("--site-repeat-min works with --site-repeat only (add --site-repeat)")
+        if self.site_repeat_min is None:
+            self.site_repeat_min = SITE_REPEAT_MIN
         if self.site_repeat and self.site_repeat_min < 2:
             raise InputError("--site-repeat-min must be at least 2 (1 would flag every paragraph)")
         if self.engine == "local":

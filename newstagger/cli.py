@@ -152,8 +152,8 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     tag.add_argument("--site-repeat", action="store_true",
                      help="two passes: push paragraphs that recur verbatim across articles of one source "
                           "toward boilerplate")
-    tag.add_argument("--site-repeat-min", type=int, default=3,
-                     help="articles of a source a paragraph must occur in for --site-repeat (default %(default)s)")
+    tag.add_argument("--site-repeat-min", type=int, default=None,
+                     help="articles of a source a paragraph must occur in for --site-repeat (default 3)")
     tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     ray = tag.add_argument_group("--engine ray only")
     ray.add_argument("--ray-address", help="cluster to connect to (default: $RAY_ADDRESS, else a private local "

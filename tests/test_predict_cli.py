@@ -156,6 +156,7 @@ def test_usage_errors_exit_with_status_2(tiny_model_dir, corpus, tmp_path, capsy
         (["--model", str(tiny_model_dir), str(tmp_path / "missing.jsonl")], "missing.jsonl: no such file"),
         (["--model", str(tiny_model_dir), str(corpus), "--resume"], "stdout cannot be resumed"),
         (["--model", str(tiny_model_dir), "-", "--site-repeat"], "stdin cannot do"),
+        (["--model", str(tiny_model_dir), str(corpus), "--site-repeat-min", "5"], "works with --site-repeat only"),
         (["--model", str(tiny_model_dir), str(corpus), "--batch-size", "0"], "--batch-size must be at least 1"),
         (["--model", str(tiny_model_dir), str(corpus), "--chunk-size", "-3"], "--chunk-size must be at least 1"),
         (["--model", str(tiny_model_dir), str(corpus), "--max-paragraphs", "0"], "max_paragraphs must be"),
