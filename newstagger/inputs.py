@@ -20,7 +20,8 @@ blank CSV lines are not records (they still count for line numbers).
 
 The record rule (article_from_record): the text is ``paragraphs`` (a list, kept as it is, so output
 paragraph i is input paragraph i, empty ones included) or ``text`` (a string split into paragraphs by
-split_paragraphs), or the column named by ``Columns.text``; ``title`` is optional; the id is the id column's
+split_paragraphs; ``paragraphs`` when a record has both), or the column named by ``Columns.text`` (not for a
+.txt file, which is one text); ``title`` is optional; the id is the id column's
 value (strings, and numbers such as a CSV's ``101``) or, when missing, ``<file name>:<line>``, a file found
 in an input folder being named by its path inside that folder (``2024/a.jsonl:3``: Position.default_id).
 Labelled records may add ``boilerplate`` (0/1 per paragraph) and topics (``Columns.label``, default
