@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import (AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback,
+from transformers import (AutoConfig, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments, set_seed)
 
 from .config import ConfigError, TrainingConfig, resolve_base_model
@@ -454,6 +454,14 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         torch.set_num_threads(config.num_threads)
     set_seed(config.seed)
 
+    if not config.init_from:  # a base model that cannot load is refused before a large corpus is read
+        base = resolve_base_model(config.base_model)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+            AutoConfig.from_pretrained(base, trust_remote_code=False)
+        except (OSError, ValueError) as e:  # a folder that is not a Hugging Face model (no config, tokenizer...)
+            raise ConfigError(f"base_model {base}: cannot load it as a model ({str(e).splitlines()[0]})") from None
+
     labels = list(config.labels) or None  # none configured: inferred from the training data
     columns = Columns.from_config(config)  # a user's own column names (text_column, label_column, id_column)
     train_articles = load_articles(config.train_file, labels, columns=columns).articles
@@ -483,9 +491,7 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
             logger.warning("init_from %s: kept from the trained model: %s", config.init_from, ", ".join(differing))
         tokenizer = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=False)
     else:
-        base = resolve_base_model(config.base_model)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
             model = NewsTaggerModel.from_base(base, random_encoder=config.random_encoder,
                                               problem_type=problem_type, **config.model_kwargs())
         except (OSError, ValueError) as e:  # a folder that is not a Hugging Face model (no config, tokenizer...)

