@@ -91,7 +91,7 @@ class TagOptions:
             raise InputError("--resume and --overwrite contradict each other")
         if self.site_repeat_min is not None and not self.site_repeat:
             raise InputError("--site-repeat-min works with --site-repeat only (add --site-repeat)")
-        if self.site_repeat_min is None:
+        if self.site_repeat and self.site_repeat_min is None:  # (None without it: replace() checks again)
             self.site_repeat_min = SITE_REPEAT_MIN
         if self.site_repeat and self.site_repeat_min < 2:
             raise InputError("--site-repeat-min must be at least 2 (1 would flag every paragraph)")

@@ -414,6 +414,20 @@ def test_pretty_output_shows_topics_boilerplate_and_content_count(predictor, sou
         assert lines[-1] == f"  content paragraphs: {len(record['paragraphs']) - len(flagged)}"
 
 
+def test_site_repeat_min_needs_site_repeat_and_options_survive_replace():
+    """--site-repeat-min alone is refused; the Ray engine copies options with dataclasses.replace, which
+    checks them again, so the default filled in must not make a valid run invalid."""
+    import dataclasses
+
+    from newstagger.batch import SITE_REPEAT_MIN, TagOptions
+
+    with pytest.raises(InputError, match="--site-repeat-min works with --site-repeat only"):
+        TagOptions(model="m", inputs=["a.jsonl"], site_repeat_min=5)
+    assert dataclasses.replace(TagOptions(model="m", inputs=["a.jsonl"]), num_threads=1).site_repeat_min is None
+    repeat = TagOptions(model="m", inputs=["a.jsonl"], site_repeat=True)
+    assert dataclasses.replace(repeat, num_threads=1).site_repeat_min == SITE_REPEAT_MIN == 3
+
+
 def test_site_repeat_pushes_paragraphs_repeated_within_a_source(predictor, source_records, tmp_path):
     promo = "Subscribe to our newsletter for the day's top stories."
     rows = []
