@@ -5,8 +5,7 @@
 For each backend: the largest topic-score difference from torch fp32, the share of identical article-label
 decisions and of identical paragraph flags, topic macro-F1 and boilerplate F1 next to fp32's (n/a, and no
 F1 bar, for a task the evaluation file does not label); then batch invariance: each article tagged alone
-against all at once, in fives, and resumed half-way (largest score difference, topics and flags that changed),
-for the backends ``--invariance`` names (default: every backend measured; "none" for none).
+against all at once, in fives, and resumed half-way (largest score difference, topics and flags that changed).
 A folder without an ONNX export is exported into a temporary copy (the model folder is not written).
 ``--check`` exits 1 when a bar of issue 12 is missed: scores within 0.02, decisions >= 99%, flags >= 99.5%, F1
 not lower by more than 0.005, invariance within 1e-3 with no changed topic or flag.
@@ -71,8 +70,6 @@ def main(argv=None) -> int:
     parser.add_argument("--quantization", default=None,
                         help="export into a temporary copy with this quantization (per-token, per-chunk); "
                              "default: the folder's export, else a temporary one of the default kind")
-    parser.add_argument("--invariance", default=None,
-                        help="backends whose batch invariance is measured (four more passes each; default: all)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -85,10 +82,6 @@ def main(argv=None) -> int:
     from newstagger.predictor import Predictor
 
     model = Path(args.model)
-    backends = args.backends.split(",")
-    invariant = backends if args.invariance is None else [b for b in args.invariance.split(",") if b != "none"]
-    if set(invariant) - set(backends):
-        parser.error(f"--invariance: {sorted(set(invariant) - set(backends))} not among --backends {args.backends}")
     with tempfile.TemporaryDirectory() as tmp:
         if not (model / "onnx" / "manifest.json").exists() or args.quantization:
             copy = Path(tmp) / model.name
@@ -107,7 +100,7 @@ def main(argv=None) -> int:
         ref_topics, ref_flags = decisions(fp32, reference)
         ref_f1 = report(fp32, articles, reference)
         rows = {"torch": {"topic_macro_f1": ref_f1[0], "boilerplate_f1": ref_f1[1]}}
-        for backend in backends:
+        for backend in args.backends.split(","):
             predictor = Predictor.from_pretrained(model, backend=backend, num_threads=args.threads)
             scores = predictor.score(articles)
             topics, flags = decisions(predictor, scores)
@@ -118,8 +111,7 @@ def main(argv=None) -> int:
                 "topic_within_bar": float((np.abs(np.stack([a[0] for a in reference]) - np.stack([b[0] for b in scores]))
                                            <= BARS["max_topic_diff"]).mean()),
                 "decisions": float((topics == ref_topics).mean()), "flags": float((flags == ref_flags).mean()),
-                "topic_macro_f1": f1[0], "boilerplate_f1": f1[1],
-                "invariance": invariance(predictor, articles, scores) if backend in invariant else {}}
+                "topic_macro_f1": f1[0], "boilerplate_f1": f1[1], "invariance": invariance(predictor, articles, scores)}
     failed = []
     for backend, r in rows.items():
         if backend == "torch":

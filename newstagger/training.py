@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import (AutoConfig, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback,
-                          TrainingArguments, set_seed)
+from scipy.special import expit  # the sigmoid without overflow (an article with no content has logits -1e4)
+from transformers import (AutoConfig, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer,
+                          TrainerCallback, TrainingArguments, set_seed)
 
 from .config import ConfigError, TrainingConfig, resolve_base_model
 from .data import Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles
@@ -87,8 +88,6 @@ def make_compute_metrics(labels, single_label: bool = False):
         bp_labels, topic_labels, topic_mask = eval_pred.label_ids
         known = bp_labels >= 0
         rows = topic_mask.astype(bool)
-        from scipy.special import expit  # the sigmoid without overflow (an article with no content: -1e4)
-
         report = evaluation_report(topic_labels[rows], expit(topic_logits[rows]), bp_labels[known],
                                    expit(bp_logits[known]), labels, 0.5, 0.5)
         if single_label and rows.any():  # the likeliest label, as the single-label Predictor decides
@@ -439,6 +438,11 @@ def drop_if_no_checkpoint(folder: Path) -> None:
             pass
 
 
+def _unloadable(base, error: Exception) -> ConfigError:
+    """A base_model folder that is not a Hugging Face model (no config, no tokenizer...)."""
+    return ConfigError(f"base_model {base}: cannot load it as a model ({str(error).splitlines()[0]})")
+
+
 def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) -> Path:
     output_dir = Path(config.output_dir)
     record = run_record(config)  # the config as given and its data, before anything is read or inferred
@@ -459,8 +463,8 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         try:
             tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
             AutoConfig.from_pretrained(base, trust_remote_code=False)
-        except (OSError, ValueError) as e:  # a folder that is not a Hugging Face model (no config, tokenizer...)
-            raise ConfigError(f"base_model {base}: cannot load it as a model ({str(e).splitlines()[0]})") from None
+        except (OSError, ValueError) as e:
+            raise _unloadable(base, e) from None
 
     labels = list(config.labels) or None  # none configured: inferred from the training data
     columns = Columns.from_config(config)  # a user's own column names (text_column, label_column, id_column)
@@ -494,8 +498,8 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         try:
             model = NewsTaggerModel.from_base(base, random_encoder=config.random_encoder,
                                               problem_type=problem_type, **config.model_kwargs())
-        except (OSError, ValueError) as e:  # a folder that is not a Hugging Face model (no config, tokenizer...)
-            raise ConfigError(f"base_model {base}: cannot load it as a model ({str(e).splitlines()[0]})") from None
+        except (OSError, ValueError) as e:
+            raise _unloadable(base, e) from None
     # The encoder's pooler (BERT's [CLS] dense layer) runs but never reaches the loss (paragraphs are
     # mean-pooled), so it never gets a gradient: freeze it, or DDP (find_unused_parameters=False) fails.
     if getattr(model.encoder, "pooler", None) is not None:
