@@ -15,6 +15,7 @@ Levers:
   attention_topics  version 1's attention pooling instead of the two-segment topic rule
   no_freeze         the whole encoder fine-tuned (freeze_encoder_layers=0)
   no_augment        no outlet re-dressing and no article mixing
+  no_oversample     articles of rare structural kinds seen once an epoch like the rest
   frozen_encoder    the fast mode: the encoder frozen, vectors cached, only context layer and heads trained
 """
 
@@ -40,6 +41,7 @@ VARIANTS = {
     "attention_topics": ["topic_pooling=attention"],
     "no_freeze": ["freeze_encoder_layers=0"],
     "no_augment": ["augment=false"],
+    "no_oversample": ["oversample_rare_structures=0"],
     "frozen_encoder": ["encoder_mode=frozen", "epochs=30", "learning_rate=1e-3", "early_stopping_patience=5"],
 }
 

@@ -107,6 +107,10 @@ class TrainingConfig:
     # extractors leave it (data.echo_title)
     title_echo_probability: float = 0.0
     boilerplate_bank: str | None = "data/source/boilerplate_bank.jsonl"
+    # a training article carrying a structural kind (the corpus's `structures` key, e.g. table_rows) that
+    # fewer than this many training articles carry is seen up to 3 times an epoch, the copies for the
+    # boilerplate task only (data.oversample_rare_structures); 0: off; a corpus without `structures`: no effect
+    oversample_rare_structures: int = 0
 
     # optimisation
     epochs: float = 4.0
@@ -161,7 +165,10 @@ class TrainingConfig:
     def fingerprint(self, data_digests: Sequence[str] = ()) -> str:
         """Hash of the config (as_record) and the SHA-256 digests of its data files (training.run_record
         reads them): same hash, same trained model."""
-        h = hashlib.sha256(json.dumps(self.as_record(), sort_keys=True).encode())
+        # where the model is written does not change it: a run trained into runs/exp1 and moved to runs/default
+        # is the model `train --skip-if-trained` would make there
+        record = {k: v for k, v in self.as_record().items() if k != "output_dir"}
+        h = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
         for digest in data_digests:
             h.update(digest.encode())
         return h.hexdigest()[:16]

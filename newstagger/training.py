@@ -24,7 +24,8 @@ from transformers import (AutoConfig, AutoTokenizer, EarlyStoppingCallback, Prin
                           TrainerCallback, TrainingArguments, set_seed)
 
 from .config import ConfigError, TrainingConfig, resolve_base_model
-from .data import Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles
+from .data import (Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles,
+                   oversample_rare_structures)
 from .metrics import evaluate_articles, evaluation_report, format_report, single_label_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors
 from .model_card import write_model_card
@@ -557,11 +558,16 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
             if rank == 0:
                 start_checkpoints(checkpoints, record)
     seen_ids = os.environ.get("NEWSTAGGER_SEEN_IDS_DIR")
+    epoch_articles = oversample_rare_structures(train_articles, config.oversample_rare_structures)
+    if len(epoch_articles) > len(train_articles):
+        logger.warning("oversample_rare_structures %d: %d training articles, %d seen an epoch (copies of articles "
+                       "of rare structural kinds, for the boilerplate task)", config.oversample_rare_structures,
+                       len(train_articles), len(epoch_articles))
     try:
         trainer = NewsTaggerTrainer(
             model=model,
             args=args,
-            train_dataset=ArticleDataset(train_articles, build_augmenter(config, train_articles, config.seed + rank),
+            train_dataset=ArticleDataset(epoch_articles, build_augmenter(config, train_articles, config.seed + rank),
                                          mix_probability=config.mix_probability if config.augment else 0.0,
                                          seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None,
                                          title_echo_probability=config.title_echo_probability if config.augment else 0.0),

@@ -94,3 +94,13 @@ def test_the_default_config_ships_inside_the_package(default):
     assert DEFAULT_CONFIG.resolve() == default.resolve()
     assert load_config() == load_config(default)
     assert load_config().num_threads == 1 and load_config().epochs == 3
+
+
+def test_the_fingerprint_names_the_model_not_where_it_is_written(default):
+    """A model trained into runs/exp1 and moved to runs/default is what `train --skip-if-trained` would make
+    there; any setting that changes training changes the fingerprint."""
+    config = load_config(default)
+    moved = load_config(default, ["output_dir=runs/exp1"])
+    assert moved.fingerprint(["abc"]) == config.fingerprint(["abc"])
+    assert load_config(default, ["oversample_rare_structures=20"]).fingerprint(["abc"]) != config.fingerprint(["abc"])
+    assert config.fingerprint(["abd"]) != config.fingerprint(["abc"])  # other data

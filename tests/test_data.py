@@ -247,6 +247,32 @@ def test_mixing_adds_the_other_articles_reporting_and_unions_topics():
     assert seen == {1, 3}  # before or after the article's own reporting
 
 
+def test_oversampling_repeats_articles_of_rare_structural_kinds_only():
+    from newstagger.data import oversample_rare_structures
+
+    def art(i, kinds):
+        return Article(f"a{i}", ["Text."], "", [0], [], {"structures": kinds} if kinds is not None else {})
+
+    common = [art(i, ["one_line_quote"]) for i in range(10)]
+    table = art(10, ["table_rows", "one_line_quote"])        # its rarest kind (1 article) decides
+    lists = [art(11, ["bullet_list"]), art(12, ["bullet_list"]), art(13, ["bullet_list"])]
+    plain = art(14, None)                                      # a user's corpus: no structures key
+    articles = common + [table] + lists + [plain]
+    seen = Counter(a.id for a in oversample_rare_structures(articles, below=4))
+    assert seen["a10"] == 3  # ceil(4 / 1) = 4, capped at 3
+    assert [seen[f"a{i}"] for i in (11, 12, 13)] == [2, 2, 2]  # ceil(4 / 3)
+    assert all(seen[f"a{i}"] == 1 for i in range(10)) and seen["a14"] == 1  # common kinds, no kinds: once
+    for a in oversample_rare_structures(articles, below=4):  # the copies carry flags but no topic labels
+        original = articles[int(a.id[1:])]
+        assert a.paragraphs == original.paragraphs and a.boilerplate == original.boilerplate
+        assert a.topics in (original.topics, None)
+    assert [a.topics for a in oversample_rare_structures([table], below=4)] == [[], None, None]
+    unflagged = Article("u", ["Text."], "", None, ["diplomacy"], {"structures": ["table_rows"]})
+    assert oversample_rare_structures([unflagged], below=4) == [unflagged]  # nothing to learn from a copy
+    assert oversample_rare_structures(articles, below=0) == articles
+    assert Counter(a.id for a in oversample_rare_structures(articles, below=2)) == Counter(a.id for a in articles) + Counter({"a10": 1})
+
+
 def test_echo_title_repeats_the_headline_as_furniture_above_the_reporting():
     import random
 
