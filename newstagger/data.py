@@ -212,7 +212,13 @@ def mix_articles(article: Article, other: Article, rng: random.Random) -> Articl
     Real pages are long and often carry several threads (a sanctions story with a diplomacy thread);
     the hand-written articles are short and focused. Every topic of a written article is a substantial
     thread of it, so it stays one in the mix: the mix's topics are the union.
+
+    What either article leaves unlabelled stays unlabelled in the mix, so that no loss learns a guess:
+    topics are ``None`` when either has none (a union with unknown topics is unknown), and flags are
+    ``None`` when either has none (without ``other``'s flags its furniture cannot be told from its
+    reporting, so all of its paragraphs are added).
     """
+    flagged = article.boilerplate is not None and other.boilerplate is not None
     own = list(zip(article.paragraphs, article.boilerplate or [0] * len(article.paragraphs)))
     added = [(p, 0) for p, flag in zip(other.paragraphs, other.boilerplate or [0] * len(other.paragraphs))
              if not flag]
@@ -221,9 +227,10 @@ def mix_articles(article: Article, other: Article, rng: random.Random) -> Articl
     last = max((i for i, (_, f) in enumerate(own) if not f), default=len(own) - 1) + 1
     at = first if rng.random() < 0.5 else last
     merged = own[:at] + added + own[at:]
-    topics = None if article.topics is None else sorted(set(article.topics) | set(other.topics or []))
-    return Article(article.id, [p for p, _ in merged], article.title, [f for _, f in merged], topics,
-                   dict(article.extra))
+    topics = (None if article.topics is None or other.topics is None
+              else sorted(set(article.topics) | set(other.topics)))
+    return Article(article.id, [p for p, _ in merged], article.title, [f for _, f in merged] if flagged else None,
+                   topics, dict(article.extra))
 
 
 def echo_title(article: Article, rng: random.Random) -> Article:

@@ -44,8 +44,12 @@ class ArticleDataset(torch.utils.data.Dataset):
     data.mix_articles, data.BoilerplateAugmenter and data.echo_title)."""
 
     def __init__(self, articles: list[Article], augment=None, mix_probability: float = 0.0, seed: int = 0,
-                 seen_ids_file: str | None = None, title_echo_probability: float = 0.0):
+                 seen_ids_file: str | None = None, title_echo_probability: float = 0.0,
+                 mix_partners: list[Article] | None = None):
         self.articles = articles
+        # whose reporting is mixed in: the training articles themselves, not the flags-only copies of
+        # oversample_rare_structures (a copy has no topics, so a mix with it would have none either)
+        self.mix_partners = mix_partners or articles
         self.augment = augment
         self.mix_probability = mix_probability
         self.title_echo_probability = title_echo_probability
@@ -61,7 +65,7 @@ class ArticleDataset(torch.utils.data.Dataset):
             with open(self.seen_ids_file, "a", encoding="utf-8") as f:
                 f.write(article.id + "\n")
         if self.mix_probability and self.rng.random() < self.mix_probability:
-            article = mix_articles(article, self.rng.choice(self.articles), self.rng)
+            article = mix_articles(article, self.rng.choice(self.mix_partners), self.rng)
         article = self.augment(article) if self.augment else article
         if self.title_echo_probability and self.rng.random() < self.title_echo_probability:
             article = echo_title(article, self.rng)
@@ -570,7 +574,8 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
             train_dataset=ArticleDataset(epoch_articles, build_augmenter(config, train_articles, config.seed + rank),
                                          mix_probability=config.mix_probability if config.augment else 0.0,
                                          seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None,
-                                         title_echo_probability=config.title_echo_probability if config.augment else 0.0),
+                                         title_echo_probability=config.title_echo_probability if config.augment else 0.0,
+                                         mix_partners=train_articles),
             eval_dataset=ArticleDataset(validation),
             data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens, vectors),
             compute_metrics=make_compute_metrics(labels, problem_type == "single_label_classification"),

@@ -247,6 +247,43 @@ def test_mixing_adds_the_other_articles_reporting_and_unions_topics():
     assert seen == {1, 3}  # before or after the article's own reporting
 
 
+def test_mixing_keeps_unknown_labels_unknown():
+    import random
+
+    from newstagger.data import mix_articles
+
+    a = Article("a", ["Talks began.", "They ended."], "T", [0, 0], ["diplomacy"])
+    copy = Article("c", ["Assets were frozen.", "Subscribe!"], "", [0, 1], None)  # a flags-only copy
+    no_flags = Article("n", ["Banks complied.", "Donate now."], "", None, ["sanctions"])  # a topic-only record
+    m = mix_articles(a, copy, random.Random(0))
+    assert m.topics is None and m.boilerplate == [1 if p == "Subscribe!" else 0 for p in m.paragraphs]
+    assert "Subscribe!" not in m.paragraphs
+    m = mix_articles(a, no_flags, random.Random(0))
+    # the other's furniture cannot be told from its reporting: all of it comes, and no flag is claimed
+    assert m.topics == ["diplomacy", "sanctions"] and m.boilerplate is None and "Donate now." in m.paragraphs
+    assert mix_articles(no_flags, a, random.Random(0)).boilerplate is None
+
+
+def test_training_mixes_in_only_the_given_partners():
+    from newstagger.data import oversample_rare_structures
+    from newstagger.training import ArticleDataset
+
+    table = Article("t", ["Oslo | 3 | 4", "Talks began."], "", [0, 0], ["diplomacy"], {"structures": ["table_rows"]})
+    plain = Article("p", ["Assets were frozen."], "", [0], ["sanctions"])
+    epoch = oversample_rare_structures([table, plain], 2)
+    assert any(a.topics is None for a in epoch)  # the flags-only copy of the table article
+    dataset = ArticleDataset(epoch, mix_probability=1.0, seed=3, mix_partners=[table, plain])
+    for _ in range(5):
+        for i in range(len(dataset)):
+            m = dataset[i]
+            original = epoch[i]
+            # a mix has topics exactly when the article itself has them: the partner always has them
+            assert (m.topics is None) == (original.topics is None)
+            if original.topics is not None:
+                partner_topics = set(m.topics) - set(original.topics)
+                assert set(m.topics) >= set(original.topics) and partner_topics <= {"diplomacy", "sanctions"}
+
+
 def test_oversampling_repeats_articles_of_rare_structural_kinds_only():
     from newstagger.data import oversample_rare_structures
 
