@@ -25,7 +25,7 @@ import numpy as np
 from .inputs import Article, ArticleError, Limits, as_article, split_paragraphs  # noqa: F401 (re-exported)
 from .model_folder import read_model_folder, weights_digest
 from .hub import resolve_model
-from .packing import ParagraphTokenizer, pool_segments
+from .packing import ParagraphTokenizer, layout, pool_segments
 from .runtime import BACKENDS, DEFAULT_MICRO_BATCH, Backend, load_backend, torch_backend
 
 
@@ -80,11 +80,14 @@ class Predictor:
     Runtime knobs live here, not in the model: ``batch_size`` (paragraph chunks per encoder call),
     ``num_threads``, ``device``, ``limits`` (newstagger.inputs.Limits, the CLI's), ``paragraphs_per_pass``
     (paragraphs of many articles pooled and sorted by length per pass) and ``evidence_per_topic``.
+    ``paragraph_vectors`` (optional): a callable, texts -> [len(texts), hidden] float32, that replaces the
+    encoder (newstagger.vectors.VectorCache of a frozen encoder): training's fast mode scores its
+    validation articles from the vectors it already holds instead of encoding them again.
     """
 
     def __init__(self, model, tokenizer, batch_size: int = 32, limits: Limits | None = None,
                  paragraphs_per_pass: int = 4096, evidence_per_topic: int = 3, device: str = "cpu",
-                 backend: Backend | None = None, config=None):
+                 backend: Backend | None = None, config=None, paragraph_vectors=None):
         if backend is None:  # an in-memory NewsTaggerModel
             backend, config = torch_backend(model, device, batch_size), model.config
         if not isinstance(tokenizer, ParagraphTokenizer):
@@ -100,6 +103,7 @@ class Predictor:
         self.limits = limits or Limits()
         self.paragraphs_per_pass = paragraphs_per_pass
         self.evidence_per_topic = evidence_per_topic
+        self.paragraph_vectors = paragraph_vectors
 
     @classmethod
     def from_pretrained(cls, path: str | Path, backend: str = "torch", batch_size: int | None = None,
@@ -183,21 +187,35 @@ class Predictor:
         for each article, in order. Articles must already be valid (see article())."""
         results = [None] * len(articles)
         for group in self._passes(articles):
-            packed = self.tokenizer.pack([articles[i] for i in group], self.config.max_paragraph_tokens)
-            sums = self.engine.encode(packed.input_ids, packed.attention_mask)
-            vectors = pool_segments(sums, packed.attention_mask.sum(axis=1), packed.chunk_segment,
-                                    packed.segment_mask.shape)
-            bp_logits, topic_logits, evidence = self.engine.heads(vectors, packed.segment_mask,
-                                                                  self.boilerplate_threshold)
+            if self.paragraph_vectors is not None:
+                vectors, segment_mask = self._cached([articles[i] for i in group])
+            else:
+                packed = self.tokenizer.pack([articles[i] for i in group], self.config.max_paragraph_tokens)
+                sums = self.engine.encode(packed.input_ids, packed.attention_mask)
+                segment_mask = packed.segment_mask
+                vectors = pool_segments(sums, packed.attention_mask.sum(axis=1), packed.chunk_segment,
+                                        segment_mask.shape)
+            bp_logits, topic_logits, evidence = self.engine.heads(vectors, segment_mask, self.boilerplate_threshold)
             topic = _softmax(topic_logits) if self.single_label else _sigmoid(topic_logits)
             bp = _sigmoid(bp_logits)
-            present = packed.segment_mask[:, 1:]
+            present = segment_mask[:, 1:]
             for row, i in enumerate(group):
                 n = len(articles[i].paragraphs)
                 # an empty or whitespace-only paragraph is not encoded: it is boilerplate (a scraper artefact)
                 results[i] = (topic[row], np.where(present[row, :n], bp[row, :n], 1.0).astype(np.float32),
                               evidence[row, :, :n] * present[row, :n])
         return results
+
+    def _cached(self, articles: Sequence[Article]) -> tuple[np.ndarray, np.ndarray]:
+        """Segment vectors [articles, slots, hidden] and mask [articles, slots] from paragraph_vectors, in
+        the layout the encoder path pools into (newstagger.packing.layout: slot 0 the title)."""
+        texts, owners, n_slots = layout(articles)
+        found = np.asarray(self.paragraph_vectors(texts), dtype=np.float32)  # [texts, hidden]
+        vectors = np.zeros((len(articles) * n_slots, found.shape[1]), dtype=np.float32)
+        mask = np.zeros(len(articles) * n_slots, dtype=bool)
+        vectors[owners] = found
+        mask[owners] = True
+        return vectors.reshape(len(articles), n_slots, -1), mask.reshape(len(articles), n_slots)
 
     # -- public API ---------------------------------------------------------------------------
 

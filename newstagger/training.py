@@ -600,10 +600,13 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         return output_dir
     # The Predictor packs its batches on the CPU: bring a model trained on a GPU back there (a no-op on CPU).
     model = trainer.model.cpu().eval()
-    predictor = Predictor(model, tokenizer, batch_size=config.encoder_micro_batch)
+    # fast mode: validation is scored from the cached vectors (its texts were encoded before training)
+    predictor = Predictor(model, tokenizer, batch_size=config.encoder_micro_batch, paragraph_vectors=vectors)
     threshold_warnings = tune_thresholds(predictor, validation)
     reports = {"validation": evaluate_articles(predictor, validation)}
     if test:
+        if vectors is not None:
+            vectors.add([t for a in test for t in (a.title, *a.paragraphs)])
         reports["test"] = evaluate_articles(predictor, test)
     for split, report in reports.items():
         print(format_report(report, f"\n{split} ({len(validation if split == 'validation' else test)} articles, "

@@ -244,6 +244,39 @@ def test_frozen_encoder_mode_trains_on_cached_vectors(tmp_path, tiny_config):
     assert not torch.equal(trained["boilerplate_head.1.weight"], initial["boilerplate_head.1.weight"])
 
 
+def test_frozen_mode_scores_validation_from_its_cache_as_the_encoder_would(tmp_path, tiny_config):
+    """Thresholds and reports of the fast mode come from the cached vectors (no second encoding); they must
+    be what a Predictor that encodes the articles gives."""
+    import json
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from newstagger.data import load_articles
+    from newstagger.metrics import evaluate_articles
+    from newstagger.model import NewsTaggerModel
+    from newstagger.predictor import Predictor
+    from newstagger.vectors import VectorCache
+
+    config = tiny_config(tmp_path, max_steps=4, encoder_mode="frozen")
+    os.chdir(ROOT)
+    folder = train(config)
+    model = NewsTaggerModel.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    validation = load_articles(config.validation_file, config.labels).articles
+    cache = VectorCache(model, tokenizer, config.max_paragraph_tokens)
+    cache.add([t for a in validation for t in (a.title, *a.paragraphs)], progress=False)
+    cached, encoded = Predictor(model, tokenizer, paragraph_vectors=cache), Predictor(model, tokenizer)
+    for (t1, b1, e1), (t2, b2, e2) in zip(cached.score(validation), encoded.score(validation)):
+        np.testing.assert_allclose(t1, t2, atol=1e-5)
+        np.testing.assert_allclose(b1, b2, atol=1e-5)
+        np.testing.assert_allclose(e1, e2, atol=1e-5)
+    saved = json.loads((folder / "eval_report.json").read_text())["validation"]
+    again = evaluate_articles(encoded, validation)
+    assert saved["boilerplate"] == pytest.approx(again["boilerplate"], abs=1e-6)
+    assert saved["topics"]["macro_f1"] == pytest.approx(again["topics"]["macro_f1"], abs=1e-6)
+
+
 @pytest.mark.parametrize("change, words", [
     (lambda r: dict(r, topics=[t for t in r["topics"] if t != "sanctions"]), "'sanctions' has no positive example"),
 ])
