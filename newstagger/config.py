@@ -90,6 +90,9 @@ class TrainingConfig:
     # corpus's voice, and a cheaper backward pass)
     freeze_encoder_layers: int = 0
     vector_cache_dir: str | None = ".cache/vectors"
+    # frozen mode: the encoder that computes the cached vectors, "torch" (fp32) or "int8" (the ONNX Runtime
+    # int8 graph of the onnx and int8 backends: faster on a CPU; newstagger.vectors)
+    vector_encoder: str = "torch"
 
     # loss
     boilerplate_loss_weight: float = 1.0
@@ -168,6 +171,8 @@ class TrainingConfig:
         # where the model is written does not change it: a run trained into runs/exp1 and moved to runs/default
         # is the model `train --skip-if-trained` would make there
         record = {k: v for k, v in self.as_record().items() if k != "output_dir"}
+        if self.encoder_mode != "frozen":  # without cached vectors it changes nothing (older runs lack the key)
+            record.pop("vector_encoder")
         h = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
         for digest in data_digests:
             h.update(digest.encode())
@@ -278,7 +283,7 @@ _AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "encoder_micro_batch": 1, "m
              "max_positions": 1, "context_layers": 1, "context_heads": 1, "logging_steps": 1,
              "save_total_limit": 1, "num_threads": 1, "freeze_encoder_layers": 0, "early_stopping_patience": 0}
 _UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability", "title_echo_probability")
-_CHOICES = {"encoder_mode": ("finetune", "frozen"),
+_CHOICES = {"encoder_mode": ("finetune", "frozen"), "vector_encoder": ("torch", "int8"),
             "problem_type": ("multi_label_classification", "single_label_classification", "auto")}
 
 

@@ -468,12 +468,19 @@ def encoder_graph(model_dir: Path, digest: str, model) -> tuple[Path, dict]:
                           f"{model_dir / ONNX_DIR}") from None
     if _int8_backend_runs(manifest):
         return model_dir / ONNX_DIR / manifest["encoder"], manifest
-    cache = cache_dir(digest)
-    manifest = _cached(cache, digest, DEFAULT_QUANTIZATION)
+    return cached_encoder_graph(model, digest)
+
+
+def cached_encoder_graph(model, key: str) -> tuple[Path, dict]:
+    """(encoder graph, manifest) of ``model``'s encoder with DEFAULT_QUANTIZATION, in the cache entry for
+    ``key`` (cache_dir: the weights' SHA-256 for a model folder, the encoder's fingerprint for the vector
+    cache of training's fast mode), built on first use."""
+    cache = cache_dir(key)
+    manifest = _cached(cache, key, DEFAULT_QUANTIZATION)
     if manifest is None:
         cache.mkdir(parents=True, exist_ok=True)
         export_encoder(model, cache / ENCODER, DEFAULT_QUANTIZATION)
-        manifest = {"weights_sha256": digest, "encoder": ENCODER, "quantization": DEFAULT_QUANTIZATION,
+        manifest = {"weights_sha256": key, "encoder": ENCODER, "quantization": DEFAULT_QUANTIZATION,
                     "encoder_micro_batch": MICRO_BATCH_OF[DEFAULT_QUANTIZATION], **_versions()}
         partial = cache / f".{MANIFEST}.{os.getpid()}.partial"
         partial.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

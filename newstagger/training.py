@@ -515,7 +515,7 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         # Fast mode: every text training can see (articles, and the bank entries augmentation adds) is
         # encoded once; the encoder (fixed by trained_parts) then takes no part in training.
         vectors = VectorCache(model, tokenizer, config.max_paragraph_tokens, config.encoder_micro_batch,
-                              config.vector_cache_dir)
+                              config.vector_cache_dir, encoder=config.vector_encoder)
         bank = load_bank(config.boilerplate_bank) if config.augment and config.boilerplate_bank else []
         vectors.add([t for a in train_articles + validation for t in (a.title, *a.paragraphs)] +
                     [e.text for e in bank])

@@ -60,7 +60,8 @@ def test_the_corpus_is_a_users_csv_export(bench, corpus, root):
     assert furniture and not furniture & bank_train
 
 
-def test_newstagger_trains_on_the_csv_and_tags(bench, corpus, root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("vector_encoder", ["torch", "int8"])
+def test_newstagger_trains_on_the_csv_and_tags(bench, corpus, root, tmp_path, monkeypatch, vector_encoder):
     from newstagger.config import load_config
     from newstagger.predictor import Predictor
     from newstagger.training import train
@@ -70,7 +71,8 @@ def test_newstagger_trains_on_the_csv_and_tags(bench, corpus, root, tmp_path, mo
         f"train_file={corpus['train']['path']}", f"validation_file={corpus['validation']['path']}",
         f"test_file={corpus['test']['path']}", "text_column=body", "label_column=topic", "id_column=id",
         "problem_type=single_label_classification", "encoder_mode=frozen", "max_steps=3",
-        f"vector_cache_dir={tmp_path / 'vectors'}", f"output_dir={tmp_path / 'model'}"])
+        f"vector_cache_dir={tmp_path / 'vectors'}", f"output_dir={tmp_path / 'model'}",
+        f"vector_encoder={vector_encoder}"])
     folder = train(dataclasses.replace(config, labels=[]))  # labels inferred from the topic column
 
     tagger = Predictor.from_pretrained(folder)
@@ -84,3 +86,7 @@ def test_newstagger_trains_on_the_csv_and_tags(bench, corpus, root, tmp_path, mo
     assert len(result.boilerplate) == len(test[0]["body"].split("\n\n"))
     report = json.loads((folder / "eval_report.json").read_text())["test"]["topics"]
     assert sum(map(sum, report["confusion"])) == len(test) and 0 <= report["accuracy"] <= 1
+    # the benchmark's cost of the repeats it did not encode: each repeat once more, with the run's encoder
+    distinct = list(dict.fromkeys(p for row in test[:2] for p in row["body"].split("\n\n") if p.strip()))
+    assert bench.encode_repeats(folder, distinct + distinct[:3], vector_encoder, 8)[1] == 3
+    assert list((tmp_path / "vectors").glob("*.npz"))[0].stem.endswith("-int8") == (vector_encoder == "int8")

@@ -104,3 +104,15 @@ def test_the_fingerprint_names_the_model_not_where_it_is_written(default):
     assert moved.fingerprint(["abc"]) == config.fingerprint(["abc"])
     assert load_config(default, ["oversample_rare_structures=20"]).fingerprint(["abc"]) != config.fingerprint(["abc"])
     assert config.fingerprint(["abd"]) != config.fingerprint(["abc"])  # other data
+
+
+def test_the_vector_encoder_changes_the_fingerprint_only_where_vectors_are_cached(default):
+    """vector_encoder decides the fast mode's vectors; full fine-tuning never reads it, so it leaves the
+    fingerprint (and runs trained before the key existed) alone there."""
+    finetune = load_config(default)
+    assert load_config(default, ["vector_encoder=int8"]).fingerprint(["abc"]) == finetune.fingerprint(["abc"])
+    frozen = load_config(default, ["encoder_mode=frozen"])
+    assert load_config(default, ["encoder_mode=frozen", "vector_encoder=int8"]).fingerprint(["abc"]) != \
+        frozen.fingerprint(["abc"])
+    with pytest.raises(ConfigError, match="vector_encoder"):
+        load_config(default, ["vector_encoder=int4"])

