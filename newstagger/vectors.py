@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -48,13 +49,14 @@ class VectorCache:
 
     def __init__(self, model, tokenizer, max_paragraph_tokens: int, micro_batch: int = 64,
                  cache_dir: str | Path | None = None, texts_per_pass: int = 512, encoder: str = "torch",
-                 threads: int | None = None):
+                 threads: int | None = None, save_every: float = 120.0):
         if encoder not in VECTOR_ENCODERS:
             raise ValueError(f"vector_encoder must be one of {', '.join(VECTOR_ENCODERS)}, not {encoder!r}")
         self.model, self.tokenizer = model, tokenizer
         self.max_paragraph_tokens = max_paragraph_tokens
         self.micro_batch, self.texts_per_pass = micro_batch, texts_per_pass
         self.encoder, self.threads, self._onnx = encoder, threads, None
+        self.save_every = save_every
         self.index: dict[str, int] = {}
         self.vectors = np.zeros((0, model.encoder.config.hidden_size), dtype=np.float32)
         self.path = None
@@ -68,13 +70,15 @@ class VectorCache:
                     self.index = {t: i for i, t in enumerate(saved["texts"].tolist())}
 
     def add(self, texts: Iterable[str], progress: bool | None = None) -> int:
-        """Encode every new non-empty text; returns how many were encoded."""
+        """Encode every new non-empty text; returns how many were encoded. With a ``cache_dir``, what is
+        encoded is saved every ``save_every`` seconds (and at the end), so an interrupted run of a large
+        corpus resumes from there."""
         from .model import pack_articles
 
         todo = sorted({t for t in texts if t.strip() and t not in self.index}, key=len)
         if not todo:
             return 0
-        found = []
+        done, found, saved_at = 0, [], time.monotonic()
         encode = self._encoder()
         bar = tqdm(total=len(todo), desc="encoding paragraphs", unit="para", disable=progress is False)
         self.model.eval()
@@ -88,13 +92,21 @@ class VectorCache:
                 vectors = self.model.pool_segments(sums, counts, batch["chunk_segment"], tuple(batch["segment_mask"].shape))
                 found.append(vectors[:, 0].float().numpy())
                 bar.update(len(part))
+                if self.path is not None and time.monotonic() - saved_at > self.save_every:
+                    done += self._keep(todo[done:start + len(part)], found)
+                    found, saved_at = [], time.monotonic()
         bar.close()
+        self._keep(todo[done:], found)
+        return len(todo)
+
+    def _keep(self, texts: list[str], found: list[np.ndarray]) -> int:
+        """Append ``texts`` and their vectors (``found``, in the same order) to the cache, and save it."""
         start = len(self.vectors)
         self.vectors = np.concatenate([self.vectors, *found])
-        self.index.update({t: start + i for i, t in enumerate(todo)})
+        self.index.update({t: start + i for i, t in enumerate(texts)})
         if self.path is not None:
             self._save()
-        return len(todo)
+        return len(texts)
 
     def _encoder(self):
         """(input_ids, attention_mask) [chunks, tokens] -> (token sums [chunks, hidden], token counts [chunks])."""

@@ -266,6 +266,32 @@ def test_vector_cache_on_disk_is_keyed_by_the_encoder(model, tokenizer, tmp_path
     assert changed.add(["A paragraph."], progress=False) == 1 and len(list(tmp_path.glob("*.npz"))) == 2
 
 
+def test_vector_cache_keeps_what_it_encoded_before_a_crash(model, tokenizer, tmp_path):
+    """A long encoding saves as it goes (every save_every seconds): a run killed in its third pass resumes with
+    the first two passes' vectors and encodes only the rest."""
+    from newstagger.vectors import VectorCache
+
+    model.eval()
+    texts = [f"Paragraph number {i} of the article." for i in range(6)]
+    cache = VectorCache(model, tokenizer, 32, cache_dir=tmp_path, texts_per_pass=2, save_every=0)
+    real, calls = cache._encoder(), []
+
+    def killed_in_third_pass(ids, mask):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(ids, mask)
+
+    cache._encoder = lambda: killed_in_third_pass
+    with pytest.raises(KeyboardInterrupt):
+        cache.add(texts, progress=False)
+    again = VectorCache(model, tokenizer, 32, cache_dir=tmp_path)
+    assert again.add(texts, progress=False) == 2
+    fresh = VectorCache(model, tokenizer, 32)
+    fresh.add(texts, progress=False)
+    torch.testing.assert_close(again(texts), fresh(texts), atol=1e-5, rtol=0)
+
+
 def test_int8_vector_cache_holds_what_the_int8_backend_computes(model, tokenizer, tmp_path):
     """vector_encoder int8: the vectors of the ONNX int8 graph, close to fp32 but not fp32, the same as a saved
     folder's int8 backend gives (heads trained on them see what that backend serves), cached under their
