@@ -61,11 +61,15 @@ def what_was_trained(training_config, flags_trained: bool) -> str:
     """The encoder's part in training, by the rule training.train applies (TrainingConfig.trained_parts): one
     statement, used once in the card."""
     part, fixed_layers = training_config.trained_parts(flags_trained)
+    vectors = ""
+    if training_config.encoder_mode == "frozen":  # the heads learnt from cached vectors: say whose
+        vectors = ("; the heads learnt from its int8 vectors (ONNX Runtime, as the onnx and int8 backends serve them)"
+                   if training_config.vector_encoder == "int8" else "; the heads learnt from its fp32 vectors")
     if part == "topic head":
         return ("kept unchanged from the starting model (the training data has no paragraph flags: only the topic "
-                "head was trained)")
+                f"head was trained){vectors}")
     if part == "context and heads":
-        return "frozen (only the context layer and heads trained)"
+        return f"frozen (only the context layer and heads trained){vectors}"
     if not fixed_layers:
         return "fine-tuned (every layer trained)"
     return f"fine-tuned (embeddings and first {fixed_layers} layers kept fixed)"
