@@ -232,8 +232,9 @@ def check_trainable(config: TrainingConfig, train: list[Article], validation: li
 
 
 def check_paths(config: TrainingConfig) -> None:
-    """Refuse, before any data is read, a config naming a data file, model folder or bank that is not there.
-    Relative paths are read from the current folder (not the config file's): the message says which."""
+    """Refuse, before any data is read, a config naming a data file, model folder or bank that is not there, or
+    (fast mode) a vector cache folder that cannot be made or written. Relative paths are read from the current
+    folder (not the config file's): the message says which."""
     if config.init_from:
         read_model_folder(config.init_from)  # ModelFolderError (exit 2) for a folder that is not a trained model
     if config.augment and config.boilerplate_bank and not Path(config.boilerplate_bank).is_file():
@@ -248,6 +249,16 @@ def check_paths(config: TrainingConfig) -> None:
             where = "" if Path(path).is_absolute() else \
                 f" (relative paths are read from the current folder, {os.getcwd()})"
             raise ConfigError(f"{key}: {path}: no such file{where}")
+    if config.encoder_mode == "frozen" and config.vector_cache_dir:  # checked before minutes of encoding
+        cache = Path(config.vector_cache_dir)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"vector_cache_dir: {cache}: cannot be made a folder ({e.strerror or e}): give a "
+                              "writable folder, or vector_cache_dir=null to keep the vectors in memory only") from None
+        if not os.access(cache, os.W_OK | os.X_OK):
+            raise ConfigError(f"vector_cache_dir: {cache}: not writable: give a writable folder, or "
+                              "vector_cache_dir=null to keep the vectors in memory only")
 
 
 def is_trained(config: TrainingConfig, record: dict | None = None) -> bool:

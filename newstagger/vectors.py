@@ -71,8 +71,9 @@ class VectorCache:
 
     def add(self, texts: Iterable[str], progress: bool | None = None) -> int:
         """Encode every new non-empty text; returns how many were encoded. With a ``cache_dir``, what is
-        encoded is saved every ``save_every`` seconds (and at the end), so an interrupted run of a large
-        corpus resumes from there."""
+        encoded is saved every ``save_every`` seconds, at the end, and when the call is interrupted (Ctrl-C,
+        an error), so the next run of a large corpus resumes from there (a killed process keeps the last
+        periodic save)."""
         from .model import pack_articles
 
         todo = sorted({t for t in texts if t.strip() and t not in self.index}, key=len)
@@ -82,25 +83,30 @@ class VectorCache:
         encode = self._encoder()
         bar = tqdm(total=len(todo), desc="encoding paragraphs", unit="para", disable=progress is False)
         self.model.eval()
-        with torch.inference_mode():
-            for start in range(0, len(todo), self.texts_per_pass):
-                part = todo[start:start + self.texts_per_pass]
-                # each text as the title of an article of its own: one segment, chunked like any paragraph
-                batch = pack_articles(self.tokenizer, [Article(id="", paragraphs=[], title=t) for t in part],
-                                      None, self.max_paragraph_tokens)
-                sums, counts = encode(batch["input_ids"], batch["attention_mask"])
-                vectors = self.model.pool_segments(sums, counts, batch["chunk_segment"], tuple(batch["segment_mask"].shape))
-                found.append(vectors[:, 0].float().numpy())
-                bar.update(len(part))
-                if self.path is not None and time.monotonic() - saved_at > self.save_every:
-                    done += self._keep(todo[done:start + len(part)], found)
-                    found, saved_at = [], time.monotonic()
-        bar.close()
-        self._keep(todo[done:], found)
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(todo), self.texts_per_pass):
+                    part = todo[start:start + self.texts_per_pass]
+                    # each text as the title of an article of its own: one segment, chunked like any paragraph
+                    batch = pack_articles(self.tokenizer, [Article(id="", paragraphs=[], title=t) for t in part],
+                                          None, self.max_paragraph_tokens)
+                    sums, counts = encode(batch["input_ids"], batch["attention_mask"])
+                    vectors = self.model.pool_segments(sums, counts, batch["chunk_segment"],
+                                                       tuple(batch["segment_mask"].shape))
+                    found.append(vectors[:, 0].float().numpy())
+                    bar.update(len(part))
+                    if self.path is not None and time.monotonic() - saved_at > self.save_every:
+                        done += self._keep(todo[done:start + len(part)], found)
+                        found, saved_at = [], time.monotonic()
+        finally:  # also on Ctrl-C or an error: what was encoded is kept (and saved) for the next run
+            bar.close()
+            self._keep(todo[done:done + sum(len(f) for f in found)], found)
         return len(todo)
 
     def _keep(self, texts: list[str], found: list[np.ndarray]) -> int:
         """Append ``texts`` and their vectors (``found``, in the same order) to the cache, and save it."""
+        if not texts:
+            return 0
         start = len(self.vectors)
         self.vectors = np.concatenate([self.vectors, *found])
         self.index.update({t: start + i for i, t in enumerate(texts)})

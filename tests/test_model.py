@@ -266,25 +266,29 @@ def test_vector_cache_on_disk_is_keyed_by_the_encoder(model, tokenizer, tmp_path
     assert changed.add(["A paragraph."], progress=False) == 1 and len(list(tmp_path.glob("*.npz"))) == 2
 
 
-def test_vector_cache_keeps_what_it_encoded_before_a_crash(model, tokenizer, tmp_path):
-    """A long encoding saves as it goes (every save_every seconds): a run killed in its third pass resumes with
-    the first two passes' vectors and encodes only the rest."""
+@pytest.mark.parametrize("save_every", [0, 1e9])
+def test_vector_cache_keeps_what_it_encoded_before_a_crash(model, tokenizer, tmp_path, save_every):
+    """A long encoding saves as it goes (every save_every seconds: what a killed process leaves) and when it
+    is interrupted: a run stopped in its third pass resumes with the first two passes' vectors and encodes
+    only the rest."""
     from newstagger.vectors import VectorCache
 
     model.eval()
     texts = [f"Paragraph number {i} of the article." for i in range(6)]
-    cache = VectorCache(model, tokenizer, 32, cache_dir=tmp_path, texts_per_pass=2, save_every=0)
-    real, calls = cache._encoder(), []
+    cache = VectorCache(model, tokenizer, 32, cache_dir=tmp_path, texts_per_pass=2, save_every=save_every)
+    real, calls, on_disk = cache._encoder(), [], []
 
-    def killed_in_third_pass(ids, mask):
+    def interrupted_in_third_pass(ids, mask):
         calls.append(1)
         if len(calls) == 3:
+            on_disk.append(len(VectorCache(model, tokenizer, 32, cache_dir=tmp_path).index))  # a kill -9 here
             raise KeyboardInterrupt
         return real(ids, mask)
 
-    cache._encoder = lambda: killed_in_third_pass
+    cache._encoder = lambda: interrupted_in_third_pass
     with pytest.raises(KeyboardInterrupt):
         cache.add(texts, progress=False)
+    assert on_disk == [4 if save_every == 0 else 0]
     again = VectorCache(model, tokenizer, 32, cache_dir=tmp_path)
     assert again.add(texts, progress=False) == 2
     fresh = VectorCache(model, tokenizer, 32)

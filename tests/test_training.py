@@ -355,6 +355,19 @@ def test_a_missing_bank_or_init_folder_is_refused_before_any_data_is_read(tmp_pa
         train(tiny_config(tmp_path, train_file=absent, init_from=str(tmp_path / "nope")))
 
 
+def test_a_vector_cache_folder_that_cannot_be_written_is_refused_before_any_encoding(tmp_path, tiny_config):
+    """The fast mode's cache folder is checked with the other paths, before the data is read, naming the key;
+    fine-tuning never reads it (there the missing train file is what is refused)."""
+    os.chdir(ROOT)
+    absent = str(tmp_path / "absent.jsonl")
+    (tmp_path / "a-file").write_text("not a folder")
+    for bad in (tmp_path / "a-file", tmp_path / "a-file" / "sub"):
+        with pytest.raises(ConfigError, match=rf"vector_cache_dir: {re.escape(str(bad))}: cannot be made a folder"):
+            train(tiny_config(tmp_path, encoder_mode="frozen", vector_cache_dir=str(bad)))
+    with pytest.raises(ConfigError, match="train_file"):  # finetune: the cache folder plays no part
+        train(tiny_config(tmp_path, train_file=absent, vector_cache_dir=str(tmp_path / "a-file")))
+
+
 def test_auto_problem_type_says_why_it_chose_multi_label(caplog):
     single = [Article(f"a{i}", ["p"], "", None, [t]) for i, t in enumerate("xyx")]
     assert resolve_problem_type("auto", single) == "single_label_classification"
