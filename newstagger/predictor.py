@@ -25,7 +25,7 @@ import numpy as np
 from .inputs import Article, ArticleError, Limits, as_article, split_paragraphs  # noqa: F401 (re-exported)
 from .model_folder import read_model_folder, weights_digest
 from .hub import resolve_model
-from .packing import ParagraphTokenizer, layout, pool_segments
+from .packing import ParagraphTokenizer, pool_segments
 from .runtime import BACKENDS, DEFAULT_MICRO_BATCH, Backend, load_backend, torch_backend
 
 
@@ -80,8 +80,8 @@ class Predictor:
     Runtime knobs live here, not in the model: ``batch_size`` (paragraph chunks per encoder call),
     ``num_threads``, ``device``, ``limits`` (newstagger.inputs.Limits, the CLI's), ``paragraphs_per_pass``
     (paragraphs of many articles pooled and sorted by length per pass) and ``evidence_per_topic``.
-    ``paragraph_vectors`` (optional): a callable, texts -> [len(texts), hidden] float32, that replaces the
-    encoder (newstagger.vectors.VectorCache of a frozen encoder): training's fast mode scores its
+    ``paragraph_vectors`` (optional): a callable, texts -> torch tensor [len(texts), hidden] float32, that
+    replaces the encoder (newstagger.vectors.VectorCache of a frozen encoder): training's fast mode scores its
     validation articles from the vectors it already holds instead of encoding them again.
     """
 
@@ -208,14 +208,12 @@ class Predictor:
 
     def _cached(self, articles: Sequence[Article]) -> tuple[np.ndarray, np.ndarray]:
         """Segment vectors [articles, slots, hidden] and mask [articles, slots] from paragraph_vectors, in
-        the layout the encoder path pools into (newstagger.packing.layout: slot 0 the title)."""
-        texts, owners, n_slots = layout(articles)
-        found = np.asarray(self.paragraph_vectors(texts), dtype=np.float32)  # [texts, hidden]
-        vectors = np.zeros((len(articles) * n_slots, found.shape[1]), dtype=np.float32)
-        mask = np.zeros(len(articles) * n_slots, dtype=bool)
-        vectors[owners] = found
-        mask[owners] = True
-        return vectors.reshape(len(articles), n_slots, -1), mask.reshape(len(articles), n_slots)
+        the layout the encoder path pools into (model.pack_vectors, as training packs them; only training
+        passes paragraph_vectors, so torch is there)."""
+        from .model import pack_vectors
+
+        batch = pack_vectors(self.paragraph_vectors, articles)
+        return batch["segment_vectors"].numpy(), batch["segment_mask"].numpy()
 
     # -- public API ---------------------------------------------------------------------------
 
