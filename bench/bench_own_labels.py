@@ -386,7 +386,8 @@ def stage_newstagger(args) -> dict:
                  f"boilerplate_bank={bank}",
                  "problem_type=single_label_classification", f"text_column={COLUMNS.text}",
                  f"label_column={COLUMNS.label}", f"id_column={COLUMNS.id}", f"output_dir={folder}",
-                 f"vector_cache_dir={cache}", *([f"num_threads={args.threads}"] if args.threads else []), *args.set]
+                 f"vector_cache_dir={cache}", "keep_checkpoints=true",  # (their trainer_state is read below)
+                 *([f"num_threads={args.threads}"] if args.threads else []), *args.set]
     # labels inferred from the data; set after loading, as load_config refuses an empty list ("labels=[]")
     config = dataclasses.replace(load_config(ROOT / "configs" / "default.yaml", overrides), labels=[])
     start = time.perf_counter()

@@ -264,7 +264,7 @@ def run_train(args, extra: list[str]) -> int:
     for key in ("text_column", "label_column", "id_column"):
         if getattr(args, key) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
-    config = load_config(args.config or DEFAULT_CONFIG, overrides)
+    config = load_config(args.config or DEFAULT_CONFIG, overrides, once=True)
     from .training import resume_checkpoint, train
 
     checkpoint = resume_checkpoint(config, args.resume)

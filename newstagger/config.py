@@ -110,6 +110,9 @@ class TrainingConfig:
     # share of training articles whose title is also repeated as a boilerplate paragraph near the top, as
     # extractors leave it (data.echo_title)
     title_echo_probability: float = 0.0
+    # share of training articles in which a bank photo credit is run into a short reporting paragraph, which
+    # stays content: a descriptive caption with a credit appended (data.run_in_credit)
+    caption_credit_probability: float = 0.0
     boilerplate_bank: str | None = "data/source/boilerplate_bank.jsonl"
     # a training article carrying a structural kind (the corpus's `structures` key, e.g. table_rows) that
     # fewer than this many training articles carry is seen up to 3 times an epoch, the copies for the
@@ -130,6 +133,9 @@ class TrainingConfig:
     bf16: bool = False
     logging_steps: int = 10
     save_total_limit: int = 2
+    # keep <output_dir>-checkpoints after the model folder is written (for Trainer's own tools); by default
+    # they go: a finished run has nothing to resume, and they hold the optimiser state (3x the model's size)
+    keep_checkpoints: bool = False
     max_steps: int = -1  # >0 overrides epochs (quick runs)
     num_threads: int | None = None
     # any other transformers TrainingArguments option, e.g. {gradient_accumulation_steps: 2}
@@ -171,9 +177,12 @@ class TrainingConfig:
         reads them): same hash, same trained model."""
         # where the model is written does not change it: a run trained into runs/exp1 and moved to runs/default
         # is the model `train --skip-if-trained` would make there
-        record = {k: v for k, v in self.as_record().items() if k != "output_dir"}
+        # (nor whether its checkpoints are kept after it)
+        record = {k: v for k, v in self.as_record().items() if k not in NOT_THE_MODEL}
         if self.encoder_mode != "frozen":  # without cached vectors it changes nothing (older runs lack the key)
             record.pop("vector_encoder")
+        if not self.caption_credit_probability:  # off, it changes nothing (and older runs lack the key)
+            record.pop("caption_credit_probability")
         h = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
         for digest in data_digests:
             h.update(digest.encode())
@@ -181,6 +190,8 @@ class TrainingConfig:
 
 
 DICT_FIELDS = ("random_encoder", "trainer")
+# keys that say where a model goes and what is left beside it, not what is trained: out of the fingerprint
+NOT_THE_MODEL = ("output_dir", "keep_checkpoints")
 PATH_FIELDS = ("train_file", "validation_file", "test_file", "output_dir", "init_from", "boilerplate_bank",
                "vector_cache_dir")
 
@@ -216,9 +227,12 @@ def _split_override(item: str) -> tuple[str, str]:
     return key.strip().removeprefix("--"), text
 
 
-def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[str] = ()) -> TrainingConfig:
+def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[str] = (),
+                once: bool = False) -> TrainingConfig:
     """Read a YAML config (default: the packaged default config, DEFAULT_CONFIG; None: the dataclass's
-    defaults alone) and apply overrides (``key=value``, ``--key=value`` or ``--key value`` items).
+    defaults alone) and apply overrides (``key=value``, ``--key=value`` or ``--key value`` items). A key given
+    twice takes its last value (a script layers its own defaults and a user's overrides), or with ``once``
+    (a command line: the CLI) is refused.
 
     Raises ConfigError naming the key for an unknown key, a value of the wrong type (``epochs=abc``), an
     unknown TrainingArguments option under ``trainer``, or an unreadable file."""
@@ -240,8 +254,12 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[st
     names = {f.name: f for f in dataclasses.fields(TrainingConfig)}
     trainer = dict(values.pop("trainer", None) or {})
     file_keys = set(values)
+    given: dict[str, str] = {}
     for item in rest:
         key, text = _split_override(item)
+        if once and key in given:  # the last one winning in silence hides a slip in a long command line
+            raise ConfigError(f"override: config key {key} is given twice ({given[key]}, {item.strip()})")
+        given[key] = item.strip()
         if key.startswith("trainer."):
             trainer[key.split(".", 1)[1]] = yaml.safe_load(text)
         elif key in names and str(typing.get_type_hints(TrainingConfig)[key]).startswith("list") \
@@ -283,7 +301,8 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[st
 _AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "encoder_micro_batch": 1, "max_paragraph_tokens": 8,
              "max_positions": 1, "context_layers": 1, "context_heads": 1, "logging_steps": 1,
              "save_total_limit": 1, "num_threads": 1, "freeze_encoder_layers": 0, "early_stopping_patience": 0}
-_UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability", "title_echo_probability")
+_UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability", "title_echo_probability",
+         "caption_credit_probability")
 _CHOICES = {"encoder_mode": ("finetune", "frozen"), "vector_encoder": ("torch", "int8"),
             "problem_type": ("multi_label_classification", "single_label_classification", "auto")}
 
@@ -302,6 +321,8 @@ def _check_ranges(config: TrainingConfig) -> None:
     from .configuration import TOPIC_POOLING  # the model's own list
 
     for key, choices in {**_CHOICES, "topic_pooling": TOPIC_POOLING}.items():
+        if isinstance(getattr(config, key), str):  # INT8, Frozen: the choices are words, not case-sensitive codes
+            setattr(config, key, getattr(config, key).strip().lower())
         if getattr(config, key) not in choices:
             raise ConfigError(f"config key {key}: {getattr(config, key)!r} is not one of {', '.join(choices)}")
     seen = set()  # a label twice trains a head the saved folder's loader refuses, after the whole run

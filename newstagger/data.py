@@ -248,6 +248,30 @@ def echo_title(article: Article, rng: random.Random) -> Article:
                    flags[:at] + [1] + flags[at:], article.topics, dict(article.extra))
 
 
+def run_in_credit(article: Article, credits: Sequence[str], rng: random.Random, max_words: int = 35) -> Article:
+    """``article`` with a photo credit run into the end of one of its short reporting paragraphs, the way
+    pages print a caption ("Ministers arrive at the talks in Vienna. Photo: Ledger / Bence Szabó").
+
+    By the labelling guide a descriptive caption is content even with a credit appended, and a credit-only
+    line is furniture. The bank's credits stand alone on their own lines and only a few written captions carry
+    one, so the credit's own words decided: captions with a credit run in were flagged on real pages. The
+    paragraph keeps flag 0 (it still describes the story); topics are unchanged. ``credits``: credit-only
+    lines of the training outlets (bank kind ``photo_credit``). Unchanged without flags (reporting cannot be
+    told from furniture), without credits, or without a reporting paragraph of at most ``max_words`` words.
+    """
+    if article.boilerplate is None or not credits:
+        return article
+    short = [i for i, (text, flag) in enumerate(zip(article.paragraphs, article.boilerplate))
+             if not flag and len(text.split()) <= max_words]
+    if not short:
+        return article
+    at = rng.choice(short)
+    paragraphs = list(article.paragraphs)
+    paragraphs[at] = f"{paragraphs[at].rstrip()} {rng.choice(credits).strip()}"
+    return Article(article.id, paragraphs, article.title, list(article.boilerplate), article.topics,
+                   dict(article.extra))
+
+
 def oversample_rare_structures(articles: Sequence[Article], below: int, max_repeat: int = 3) -> list[Article]:
     """``articles``, each one that carries a rare structural kind followed by copies for the boilerplate task.
 
@@ -287,6 +311,7 @@ class BoilerplateAugmenter:
         self.units = bank_units(entries)
         self.outlets = sorted(self.units)
         self.bank_texts = {e.text for e in entries}
+        self.credits = [e.text for e in entries if e.kind == "photo_credit"]  # for run_in_credit
         self.probability = probability
         self.rng = random.Random(seed)
 

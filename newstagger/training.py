@@ -23,8 +23,8 @@ from scipy.special import expit  # the sigmoid without overflow (an article with
 from transformers import (AutoConfig, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer,
                           TrainerCallback, TrainingArguments, set_seed)
 
-from .config import ConfigError, TrainingConfig, resolve_base_model
-from .data import (Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles,
+from .config import NOT_THE_MODEL, ConfigError, TrainingConfig, resolve_base_model
+from .data import (Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles, run_in_credit,
                    oversample_rare_structures)
 from .metrics import evaluate_articles, evaluation_report, format_report, single_label_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors
@@ -40,12 +40,13 @@ FINGERPRINT_FILE = "training_config.json"
 
 class ArticleDataset(torch.utils.data.Dataset):
     """Training or evaluation articles; for training, optionally mixed with another article's reporting
-    and re-dressed with bank boilerplate, and with its title echoed as a boilerplate paragraph (see
-    data.mix_articles, data.BoilerplateAugmenter and data.echo_title)."""
+    and re-dressed with bank boilerplate, with its title echoed as a boilerplate paragraph, and with a photo
+    credit run into a short reporting paragraph (see data.mix_articles, data.BoilerplateAugmenter,
+    data.echo_title and data.run_in_credit)."""
 
     def __init__(self, articles: list[Article], augment=None, mix_probability: float = 0.0, seed: int = 0,
                  seen_ids_file: str | None = None, title_echo_probability: float = 0.0,
-                 mix_partners: list[Article] | None = None):
+                 mix_partners: list[Article] | None = None, caption_credit_probability: float = 0.0):
         self.articles = articles
         # whose reporting is mixed in: the training articles themselves, not the flags-only copies of
         # oversample_rare_structures (a copy has no topics, so a mix with it would have none either)
@@ -53,6 +54,7 @@ class ArticleDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.mix_probability = mix_probability
         self.title_echo_probability = title_echo_probability
+        self.caption_credit_probability = caption_credit_probability
         self.rng = random.Random(seed)
         self.seen_ids_file = seen_ids_file  # when set, every id read is appended (to check DDP sharding)
 
@@ -69,6 +71,8 @@ class ArticleDataset(torch.utils.data.Dataset):
         article = self.augment(article) if self.augment else article
         if self.title_echo_probability and self.rng.random() < self.title_echo_probability:
             article = echo_title(article, self.rng)
+        if self.caption_credit_probability and self.augment and self.rng.random() < self.caption_credit_probability:
+            article = run_in_credit(article, self.augment.credits, self.rng)
         return article
 
 
@@ -317,7 +321,7 @@ def check_resume(checkpoint: Path, record: dict) -> None:
     if saved.get("fingerprint") == record["fingerprint"]:
         return
     then, now = saved.get("config") or {}, record["config"]
-    differing = [key for key in now if then.get(key) != now[key]][:3]
+    differing = [key for key in now if then.get(key) != now[key] and key not in NOT_THE_MODEL][:3]
 
     def shown(values):
         return ", ".join(f"{key}={_as_yaml(values.get(key))}" for key in differing)
@@ -586,7 +590,8 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
                                          mix_probability=config.mix_probability if config.augment else 0.0,
                                          seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None,
                                          title_echo_probability=config.title_echo_probability if config.augment else 0.0,
-                                         mix_partners=train_articles),
+                                         mix_partners=train_articles,
+                                         caption_credit_probability=config.caption_credit_probability if config.augment else 0.0),
             eval_dataset=ArticleDataset(validation),
             data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens, vectors),
             compute_metrics=make_compute_metrics(labels, problem_type == "single_label_classification"),
@@ -639,6 +644,8 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
 
     save_folder_atomically(output_dir, write)
     logger.warning("model saved to %s", output_dir)
+    if not config.keep_checkpoints:  # the model is safe in output_dir: a finished run has nothing to resume
+        shutil.rmtree(checkpoints, ignore_errors=True)
     _leave_process_group()
     return output_dir
 

@@ -57,7 +57,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     cwd = os.getcwd()
     os.chdir(ROOT)  # configs name data/ relative to the repository root
     try:
-        return train(_tiny_config(tmp, max_steps=12))
+        return train(_tiny_config(tmp, max_steps=12, keep_checkpoints=True))  # test_cli resumes from them
     finally:
         os.chdir(cwd)
 

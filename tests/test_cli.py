@@ -205,11 +205,12 @@ def test_a_new_run_clears_old_checkpoints_and_resume_refuses_another_runs(tmp_pa
     monkeypatch.chdir(ROOT)
     tiny = str(ROOT / "configs" / "tiny.yaml")
     out = f"output_dir={tmp_path / 'm'}"
+    keep = "keep_checkpoints=true"  # (a finished run drops its checkpoints; they are what is tested here)
     checkpoints = tmp_path / "m-checkpoints"
-    assert cli.main(["train", "--config", tiny, out, "max_steps=4", "--seed", "5"]) == cli.EXIT_OK
+    assert cli.main(["train", "--config", tiny, out, keep, "max_steps=4", "--seed", "5"]) == cli.EXIT_OK
     assert (checkpoints / "checkpoint-4").is_dir()
     caplog.clear()
-    assert cli.main(["train", "--config", tiny, out, "max_steps=2"]) == cli.EXIT_OK
+    assert cli.main(["train", "--config", tiny, out, keep, "max_steps=2"]) == cli.EXIT_OK
     assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert "removed 2 checkpoint(s) of an earlier run (checkpoint-2, checkpoint-4)" in caplog.text
     assert "holds a model: it will be replaced when this run saves" in caplog.text  # (no onnx/ export to name)
@@ -219,13 +220,13 @@ def test_a_new_run_clears_old_checkpoints_and_resume_refuses_another_runs(tmp_pa
     assert errors == [f"newstagger train: error: --resume: {checkpoints / 'checkpoint-2'} was made with seed=13, "
                       "max_steps=2 (this run: seed=5, max_steps=4): run without --resume"]
     # the same config resumes (its run is finished: nothing more to train), the folder written either way
-    assert cli.main(["train", "--config", tiny, out, "max_steps=2", "--resume"]) == cli.EXIT_OK
-    assert cli.main(["train", "--config", tiny, out + "/", "max_steps=2", "--resume"]) == cli.EXIT_OK
+    assert cli.main(["train", "--config", tiny, out, keep, "max_steps=2", "--resume"]) == cli.EXIT_OK
+    assert cli.main(["train", "--config", tiny, out + "/", keep, "max_steps=2", "--resume"]) == cli.EXIT_OK
     # other data: the file that changed is named
     changed = tmp_path / "test.jsonl"
     changed.write_text("".join((ROOT / "data" / "test.jsonl").read_text().splitlines(keepends=True)[:40]))
     capsys.readouterr()
-    assert cli.main(["train", "--config", tiny, out, "max_steps=2", f"test_file={changed}"]) == cli.EXIT_OK
+    assert cli.main(["train", "--config", tiny, out, keep, "max_steps=2", f"test_file={changed}"]) == cli.EXIT_OK
     changed.write_text("".join((ROOT / "data" / "test.jsonl").read_text().splitlines(keepends=True)[:39]))
     assert cli.main(["train", "--config", tiny, out, "max_steps=2", f"test_file={changed}", "--resume"]) == cli.EXIT_USAGE
     errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]

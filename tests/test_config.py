@@ -93,7 +93,7 @@ def test_the_default_config_ships_inside_the_package(default):
     assert DEFAULT_CONFIG.is_file() and DEFAULT_CONFIG.parent.parent.name == "newstagger"
     assert DEFAULT_CONFIG.resolve() == default.resolve()
     assert load_config() == load_config(default)
-    assert load_config().num_threads == 1 and load_config().epochs == 3
+    assert load_config().num_threads == 2 and load_config().epochs == 3
 
 
 def test_the_fingerprint_names_the_model_not_where_it_is_written(default):
@@ -102,6 +102,11 @@ def test_the_fingerprint_names_the_model_not_where_it_is_written(default):
     config = load_config(default)
     moved = load_config(default, ["output_dir=runs/exp1"])
     assert moved.fingerprint(["abc"]) == config.fingerprint(["abc"])
+    kept = load_config(default, ["keep_checkpoints=true"])  # what is left beside the model is not the model
+    assert kept.keep_checkpoints and kept.fingerprint(["abc"]) == config.fingerprint(["abc"])
+    # a lever added later leaves the models trained before it alone while it is off
+    assert load_config(default, ["caption_credit_probability=0"]).fingerprint(["abc"]) == config.fingerprint(["abc"])
+    assert load_config(default, ["caption_credit_probability=0.2"]).fingerprint(["abc"]) != config.fingerprint(["abc"])
     assert load_config(default, ["oversample_rare_structures=20"]).fingerprint(["abc"]) != config.fingerprint(["abc"])
     assert config.fingerprint(["abd"]) != config.fingerprint(["abc"])  # other data
 
@@ -117,3 +122,20 @@ def test_the_vector_encoder_changes_the_fingerprint_only_where_vectors_are_cache
         frozen.fingerprint(["abc"])
     with pytest.raises(ConfigError, match="vector_encoder"):
         load_config(default, ["vector_encoder=int4"])
+
+
+def test_choices_are_words_in_any_case(default):
+    config = load_config(default, ["vector_encoder=INT8", "encoder_mode= Frozen", "topic_pooling=Top2"])
+    assert (config.vector_encoder, config.encoder_mode, config.topic_pooling) == ("int8", "frozen", "top2")
+    with pytest.raises(ConfigError, match="config key vector_encoder: 'int4' is not one of torch, int8"):
+        load_config(default, ["vector_encoder=INT4"])
+
+
+def test_a_key_given_twice_on_a_command_line_is_refused_naming_both(default):
+    """The CLI (once=True) refuses it; a script layering its defaults and a user's overrides gets the last."""
+    with pytest.raises(ConfigError, match=re.escape("override: config key epochs is given twice (epochs=2, --epochs=3)")):
+        load_config(default, ["epochs=2", "--epochs", "3"], once=True)
+    with pytest.raises(ConfigError, match="config key trainer.seed is given twice"):
+        load_config(default, ["trainer.seed=1", "trainer.seed=2"], once=True)
+    assert load_config(default, ["epochs=2", "epochs=3"]).epochs == 3.0
+    assert load_config(default, ["epochs=2", "seed=4"], once=True).seed == 4  # different keys: fine

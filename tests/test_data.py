@@ -333,6 +333,46 @@ def test_echo_title_repeats_the_headline_as_furniture_above_the_reporting():
     assert echo_title(echoed, random.Random(0)) is echoed
 
 
+def test_a_credit_run_into_a_short_reporting_paragraph_keeps_it_content():
+    """A caption with a credit appended is content (labelling guide, 6): the paragraph keeps flag 0, only a
+    short reporting paragraph takes one, nothing else changes; no flags or no credits: unchanged."""
+    import random
+
+    from newstagger.data import run_in_credit
+
+    long = "The talks ran late into the night as envoys argued over the wording of the final communique " * 3
+    a = Article("a", ["Photo: Agency", "Envoys arrive at the talks in Oslo.", long.strip(), "Talks ended."], "Talks",
+                [1, 0, 0, 0], ["diplomacy"])
+    credits = ["Photo: Ledger / B. Szabo", "(Photo by D. Ruiz/KBN)"]
+    changed = set()
+    for seed in range(30):
+        c = run_in_credit(a, credits, random.Random(seed))
+        [at] = [i for i, (x, y) in enumerate(zip(c.paragraphs, a.paragraphs)) if x != y]
+        assert at in (1, 3) and c.paragraphs[at] in (f"{a.paragraphs[at]} {credit}" for credit in credits)
+        assert c.boilerplate == a.boilerplate and c.topics == a.topics and c.title == a.title
+        changed.add(at)
+    assert changed == {1, 3}  # the credit line itself (flag 1) and the long paragraph never take one
+    assert a.paragraphs[1] == "Envoys arrive at the talks in Oslo."  # the input is not modified
+    unflagged = Article("u", ["Envoys arrive."], "", None, ["diplomacy"])
+    assert run_in_credit(unflagged, credits, random.Random(0)) is unflagged
+    assert run_in_credit(a, [], random.Random(0)) is a
+
+
+def test_training_runs_credits_of_the_training_outlets_into_captions(root):
+    """The dataset takes its credits from the augmenter: the bank's photo credits of training outlets only."""
+    from newstagger.data import load_bank
+    from newstagger.training import ArticleDataset
+
+    entries = [e for e in load_bank(root / "data" / "source" / "boilerplate_bank.jsonl") if e.outlet == "Steppe Dispatch"]
+    augmenter = BoilerplateAugmenter(entries, probability=0.0)
+    assert augmenter.credits and set(augmenter.credits) <= {e.text for e in entries if e.kind == "photo_credit"}
+    a = Article("a", ["Envoys arrive at the talks in Oslo."], "Talks", [0], ["diplomacy"])
+    dataset = ArticleDataset([a], augmenter, caption_credit_probability=1.0)
+    seen = {dataset[0].paragraphs[0] for _ in range(20)}
+    assert seen == {f"{a.paragraphs[0]} {credit}" for credit in augmenter.credits}
+    assert ArticleDataset([a], augmenter)[0].paragraphs == a.paragraphs  # off by default
+
+
 def test_a_record_without_any_label_points_to_label_column(tmp_path):
     """A new user's labels were in a column named "labels": the error must say how to name it."""
     path = tmp_path / "mine.jsonl"

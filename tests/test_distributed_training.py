@@ -31,7 +31,8 @@ def free_port() -> int:
 
 def launch_command(launcher: str, tmp: Path) -> list[str]:
     port = str(free_port())
-    script = ["train.py", "--config", "configs/tiny.yaml", f"output_dir={tmp / 'model'}", f"max_steps={STEPS}"]
+    script = ["train.py", "--config", "configs/tiny.yaml", f"output_dir={tmp / 'model'}", f"max_steps={STEPS}",
+              "keep_checkpoints=true"]  # the last checkpoint's trainer_state is read below
     if launcher == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
                 "--master_addr=127.0.0.1", f"--master_port={port}", *script]

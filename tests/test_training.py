@@ -80,7 +80,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_config):
     import shutil
 
     os.chdir(ROOT)
-    config = tiny_config(tmp_path, max_steps=8, logging_steps=1)
+    config = tiny_config(tmp_path, max_steps=8, logging_steps=1, keep_checkpoints=True)
     train(config)
     checkpoints = tmp_path / "model-checkpoints"
     shutil.rmtree(checkpoints / "checkpoint-8")
@@ -119,7 +119,7 @@ def test_real_base_model_fine_tunes_on_a_small_subset(tmp_path):
     config = load_config(ROOT / "configs" / "default.yaml", [
         f"train_file={tmp_path / 'train.jsonl'}", f"validation_file={tmp_path / 'validation.jsonl'}",
         "test_file=null", f"output_dir={tmp_path / 'model'}", "max_steps=6", "batch_size=4", "logging_steps=1",
-        "augment=false", "max_paragraph_tokens=64", "num_threads=2"])  # a fast test (default: 256 tokens, 1 thread)
+        "augment=false", "max_paragraph_tokens=64", "num_threads=2", "keep_checkpoints=true"])  # a fast test (default: 256 tokens, 1 thread)
     os.chdir(ROOT)
     folder = train(config)
     state = json.loads((tmp_path / "model-checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
@@ -538,6 +538,17 @@ def test_an_interrupt_before_the_first_checkpoint_leaves_no_checkpoints_folder(t
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tmp_path, max_steps=2))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_finished_run_drops_its_checkpoints_unless_asked_to_keep_them(tmp_path, tiny_config, monkeypatch,
+                                                                         tiny_model_dir):
+    """The model folder is what a finished run leaves; its checkpoints (optimiser state included, 3x the
+    model's size) only served a resume. keep_checkpoints=true (the tiny model's run) keeps them, whole."""
+    monkeypatch.chdir(ROOT)
+    train(tiny_config(tmp_path, max_steps=2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert sorted(p.name for p in tiny_model_dir.parent.iterdir()) == ["model", "model-checkpoints"]
+    assert (tiny_model_dir.parent / "model-checkpoints" / "checkpoint-12" / "model.safetensors").is_file()
 
 
 def test_a_training_log_that_is_not_a_terminal_gets_plain_lines(tiny_config, tmp_path, capfd, caplog, monkeypatch):
