@@ -25,7 +25,7 @@ run: install
 	$(PY) predict.py --model runs/default data/examples/ --pretty
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # Rebuild data/{train,validation,test}.jsonl from data/source/ (deterministic).
 corpus: install
