@@ -83,8 +83,8 @@ def main(argv=None) -> int:
     results_dir = ROOT / "bench" / "results" / "ablation"  # one file per variant: runs may go side by side
     old = old_corpus(Path(args.out) / "v1-data")
     print("| variant | boilerplate P | R | F1 | topics macro-F1 | diplomacy | sanctions | press_freedom "
-          "| bp threshold | train time |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| bp threshold | bp penalty | train time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.variants.split(","):
         overrides = [o.format(old=old) for o in VARIANTS[name]] + [f"output_dir={args.out}/{name}", *args.set]
         config = load_config(args.config, overrides)
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
         results_file = results_dir / f"{name}.json"
         previous = json.loads(results_file.read_text()) if results_file.exists() else {}
         row = {"report": report, "boilerplate_threshold": predictor.boilerplate_threshold,
+               "boilerplate_transition_penalty": predictor.boilerplate_transition_penalty,
                "topic_thresholds": dict(zip(predictor.labels, map(float, predictor.thresholds))),
                "train_seconds": seconds if seconds > 60 else previous.get("train_seconds", seconds),
                "overrides": overrides}
@@ -104,7 +105,8 @@ def main(argv=None) -> int:
         cells = [bp["precision"], bp["recall"], bp["f1"], topics["macro_f1"],
                  *(per.get(k, {}).get("f1") for k in ("diplomacy", "sanctions", "press_freedom"))]
         print(f"| {name} | " + " | ".join(map(cell, cells))
-              + f" | {predictor.boilerplate_threshold:.3f} | {row['train_seconds'] / 60:.1f} min |", flush=True)
+              + f" | {predictor.boilerplate_threshold:.3f} | {predictor.boilerplate_transition_penalty:g}"
+              f" | {row['train_seconds'] / 60:.1f} min |", flush=True)
         results_dir.mkdir(parents=True, exist_ok=True)
         results_file.write_text(json.dumps(row, indent=1))
     return 0

@@ -31,8 +31,8 @@ BARS = {"max_topic_diff": 0.02, "decisions": 0.99, "flags": 0.995, "f1_drop": 0.
 
 
 def decisions(predictor, scores):
-    topics = np.stack([s[0] for s in scores]) >= predictor.thresholds
-    flags = np.concatenate([s[1] for s in scores]) >= predictor.boilerplate_threshold
+    topics = np.stack([s.topics for s in scores]) >= predictor.thresholds
+    flags = np.concatenate([s.flags for s in scores])  # as decoded (newstagger.decoding)
     return topics, flags
 
 

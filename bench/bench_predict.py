@@ -83,7 +83,7 @@ def measure(backend: str, model_dir: str, eval_file: str, threads: int, repeat: 
     def run():
         if backend == "naive":
             return naive_scores(predictor, articles)
-        return [(t, b) for t, b, _ in predictor.score(articles)]
+        return [(s.topics, s.boilerplate) for s in predictor.score(articles)]
 
     if backend != "naive":
         predictor.score(articles[:4])  # warm-up: first-call allocations and graph set-up

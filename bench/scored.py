@@ -12,31 +12,47 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+
 
 class Scored:
     """What evaluate_articles reads of a Predictor, with the scores of one list of articles already known.
 
-    scores: one (topic probabilities [labels], boilerplate probabilities [paragraphs], ...) per article, in
-    the order of the articles it will be asked about; thresholds: one per label, or one for all."""
+    scores: one per article, in the order of the articles it will be asked about: a Predictor's
+    ArticleScores, or (topic probabilities [labels], boilerplate probabilities [paragraphs], ...), whose flags
+    are then decoded here at ``boilerplate_threshold`` and ``boilerplate_transition_penalty``
+    (newstagger.decoding, as the Predictor decodes); thresholds: one per label, or one for all."""
 
     def __init__(self, scores, labels, thresholds, boilerplate_threshold,
-                 problem_type: str = "multi_label_classification"):
+                 problem_type: str = "multi_label_classification", boilerplate_transition_penalty: float = 0.0):
         self.scores = list(scores)
         self.labels = list(labels)
         self.thresholds = thresholds
         self.boilerplate_threshold = boilerplate_threshold
+        self.boilerplate_transition_penalty = boilerplate_transition_penalty
         self.config = SimpleNamespace(problem_type=problem_type)
 
     @classmethod
     def of(cls, predictor, scores) -> "Scored":
         """``scores`` judged at ``predictor``'s labels, thresholds and problem type."""
         return cls(scores, predictor.labels, predictor.thresholds, predictor.boilerplate_threshold,
-                   predictor.config.problem_type)
+                   predictor.config.problem_type, predictor.boilerplate_transition_penalty)
 
     def score(self, articles):
         if len(articles) != len(self.scores):
             raise ValueError(f"{len(self.scores)} scores for {len(articles)} articles")
-        return self.scores
+        return [self._article_scores(s) for s in self.scores]
+
+    def _article_scores(self, s):
+        from newstagger.decoding import decode_flags
+        from newstagger.predictor import ArticleScores
+
+        if isinstance(s, ArticleScores):
+            return s
+        bp = np.asarray(s[1], dtype=np.float32)
+        present = np.ones(len(bp), dtype=bool)
+        flags = decode_flags(bp, self.boilerplate_threshold, self.boilerplate_transition_penalty, present)
+        return ArticleScores(np.asarray(s[0]), bp, s[2] if len(s) > 2 else None, flags, present)
 
     def report(self, articles) -> dict:
         """metrics.evaluate_articles' report of these scores of ``articles``: a task the articles do not label

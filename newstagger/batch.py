@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from .inputs import (SOURCE_FIELDS, STDIN, Article, ArticleError, Columns, InputError, Limits, Position,
                      check_inputs, format_of, is_uri, iter_articles)
+from .packing import encoded
 from .runtime import BACKENDS
 
 DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are sorted and batched together
@@ -297,16 +298,18 @@ def count_repeated_paragraphs(items: Iterable[tuple[Position, object]], min_arti
     return set(values[counts >= min_articles].tolist()), n_records
 
 
-def push_repeated_toward_boilerplate(result, source: str, repeated: set[int], threshold: float) -> None:
-    """Raise the boilerplate score of repeated paragraphs halfway to 1 (so at least 0.5) and recompute
-    their flags, the clean text and the evidence. Topics stay as the model gave them: recomputing them
-    would need the paragraph vectors again."""
-    hits = [i for i, p in enumerate(result.paragraphs) if p.strip() and paragraph_key(source, p) in repeated]
+def push_repeated_toward_boilerplate(result, source: str, repeated: set[int], decode) -> None:
+    """Raise the boilerplate score of repeated paragraphs halfway to 1 (so at least 0.5) and decode the
+    article's flags again (``decode``: Predictor.decode, the model's threshold and transition penalty), then
+    the clean text and the evidence. Topics stay as the model gave them: recomputing them would need the
+    paragraph vectors again."""
+    hits = [i for i, p in enumerate(result.paragraphs) if encoded(p) and paragraph_key(source, p) in repeated]
     if not hits:
         return
     for i in hits:
         result.paragraph_scores[i] = 0.5 + result.paragraph_scores[i] / 2
-        result.boilerplate[i] = result.paragraph_scores[i] >= threshold
+    flags = decode(np.asarray(result.paragraph_scores), np.array([encoded(p) for p in result.paragraphs], dtype=bool))
+    result.boilerplate = [bool(f) for f in flags]
     result.clean_text = "\n\n".join(p for p, flag in zip(result.paragraphs, result.boilerplate) if not flag)
     result.evidence = {label: [i for i in indices if not result.boilerplate[i]]
                        for label, indices in result.evidence.items()}
@@ -701,7 +704,7 @@ def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummar
                     result, error = outcome, None
                     if repeated:
                         push_repeated_toward_boilerplate(result, source_of(item, position.source), repeated,
-                                                         predictor.boilerplate_threshold)
+                                                         predictor.decode)
                     summary.tagged += 1
                     summary.paragraphs += len(result.paragraphs)
                     record = result.to_record()

@@ -26,6 +26,7 @@ class NewsTaggerConfig(PretrainedConfig):
         encoder: dict | None = None,
         topic_thresholds: dict | None = None,
         boilerplate_threshold: float = 0.5,
+        boilerplate_transition_penalty: float = 0.0,
         max_paragraph_tokens: int = 256,
         max_positions: int = 64,
         context_layers: int = 1,
@@ -45,6 +46,7 @@ class NewsTaggerConfig(PretrainedConfig):
         self.topic_thresholds = {label: 0.5 for label in self.labels}
         self.topic_thresholds.update(topic_thresholds or {})
         self.boilerplate_threshold = boilerplate_threshold
+        self.boilerplate_transition_penalty = boilerplate_transition_penalty  # newstagger.decoding; 0: threshold only
         self.max_paragraph_tokens = max_paragraph_tokens
         self.max_positions = max_positions
         self.context_layers = context_layers

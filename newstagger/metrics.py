@@ -18,10 +18,12 @@ shows it as ``n/a``.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+from .decoding import PENALTIES, decode_flags
 
 logger = logging.getLogger("newstagger")
 # A tuned threshold outside this range means validation cannot calibrate the model (see tune_thresholds).
@@ -61,12 +63,13 @@ def _macro_f1(f1: np.ndarray, support: np.ndarray, labels: Sequence[str]) -> dic
     return out
 
 
-def boilerplate_report(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict:
-    """y_true and y_prob: flat, one entry per paragraph; boilerplate is the positive class. Without paragraphs
-    (a topic-only file) nothing is measured: the values are None and "not_measured" says so."""
+def boilerplate_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """y_true and y_pred (the flags as decided: newstagger.decoding): flat, one entry per paragraph, 1 or True
+    for boilerplate, the positive class. Without paragraphs (a topic-only file) nothing is measured: the
+    values are None and "not_measured" says so."""
     if len(y_true) == 0:
         return {"precision": None, "recall": None, "f1": None, "support": 0, "not_measured": NO_FLAGS}
-    y_pred = (np.asarray(y_prob) >= threshold).astype(int)
+    y_pred = np.asarray(y_pred).astype(int)
     p, r, f, s = precision_recall_fscore_support(np.asarray(y_true, dtype=int), y_pred, average="binary",
                                                  zero_division=0)
     return {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(np.sum(y_true))}
@@ -93,10 +96,29 @@ def best_threshold(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     return float(near[np.argmin(np.abs(near - 0.5))])
 
 
-def evaluation_report(topic_true, topic_prob, bp_true, bp_prob, labels, topic_thresholds,
-                      boilerplate_threshold) -> dict:
+def best_transition_penalty(articles, threshold: float, penalties: Sequence[float] = PENALTIES) -> float:
+    """The smallest transition penalty (newstagger.decoding) whose boilerplate F1 at ``threshold`` is within
+    one decision of the best: ``articles`` is a list of (true flags [n], probabilities [n], encoded [n] bool),
+    one per article. 0 when there is no positive or the threshold is at 0 or 1 (nothing to decode around).
+    Why within one decision, as in best_threshold: F1 values closer than 1/positives are one paragraph apart,
+    and the smaller penalty changes fewer of the model's own decisions."""
+    positives = sum(int(np.sum(t)) for t, _, _ in articles)
+    if positives == 0 or not 0 < threshold < 1:
+        return 0.0
+    true = np.concatenate([t for t, _, _ in articles]).astype(bool)
+    f1 = []
+    for penalty in penalties:
+        pred = np.concatenate([decode_flags(p, threshold, penalty, m) for _, p, m in articles])
+        f1.append(2 * np.sum(pred & true) / max(int(np.sum(pred)) + positives, 1))
+    f1 = np.array(f1)
+    return float(min(p for p, f in zip(penalties, f1) if f >= f1.max() - 1.0 / positives))
+
+
+def evaluation_report(topic_true, topic_prob, bp_true, bp_pred, labels, topic_thresholds) -> dict:
+    """Both tasks: topics from probabilities [articles, labels] at ``topic_thresholds``, boilerplate from the
+    flags as decided, [paragraphs] (see boilerplate_report)."""
     return {"topics": topic_report(topic_true, topic_prob, labels, topic_thresholds),
-            "boilerplate": boilerplate_report(bp_true, bp_prob, boilerplate_threshold)}
+            "boilerplate": boilerplate_report(bp_true, bp_pred)}
 
 
 def format_report(report: dict, title: str = "") -> str:
@@ -131,9 +153,18 @@ def format_report(report: dict, title: str = "") -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def score_split(predictor, articles):
-    """Stacked labels and probabilities of a labelled split, for thresholds and reports:
-    (topic_true [articles, labels], topic_prob [articles, labels], bp_true [paragraphs], bp_prob [paragraphs]).
+class SplitScores(NamedTuple):
+    """A labelled split as the Predictor scores it (score_split)."""
+    topic_true: np.ndarray  # [articles with topics, labels] 0/1
+    topic_prob: np.ndarray  # [articles with topics, labels]
+    bp_true: np.ndarray  # [paragraphs of articles with flags] 0/1
+    bp_prob: np.ndarray  # [paragraphs], probability of boilerplate
+    bp_pred: np.ndarray  # [paragraphs] bool, the flags as decoded at the Predictor's threshold and penalty
+    flagged_articles: list  # per article with flags: (true [n], probability [n], encoded [n] bool)
+
+
+def score_split(predictor, articles) -> SplitScores:
+    """Labels, probabilities and decisions of a labelled split, for thresholds and reports (SplitScores).
     Articles without topics or flags are left out of that task."""
     scores = predictor.score(articles)
     labels = predictor.labels
@@ -142,9 +173,12 @@ def score_split(predictor, articles):
                           dtype=int).reshape(-1, len(labels))
     topic_prob = np.stack([scores[i][0] for i in with_topics]) if with_topics else np.zeros((0, len(labels)))
     flagged = [i for i, a in enumerate(articles) if a.boilerplate is not None]
-    bp_true = np.concatenate([np.asarray(articles[i].boilerplate) for i in flagged] or [np.zeros(0)])
-    bp_prob = np.concatenate([scores[i][1] for i in flagged] or [np.zeros(0)])
-    return topic_true, topic_prob, bp_true, bp_prob
+    per_article = [(np.asarray(articles[i].boilerplate, dtype=int), scores[i].boilerplate, scores[i].present)
+                   for i in flagged]
+    bp_true = np.concatenate([t for t, _, _ in per_article] or [np.zeros(0, dtype=int)])
+    bp_prob = np.concatenate([p for _, p, _ in per_article] or [np.zeros(0)])
+    bp_pred = np.concatenate([scores[i].flags for i in flagged] or [np.zeros(0, dtype=bool)])
+    return SplitScores(topic_true, topic_prob, bp_true, bp_prob, bp_pred, per_article)
 
 
 def single_label_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence[str]) -> dict:
@@ -166,27 +200,33 @@ def single_label_report(y_true: np.ndarray, y_prob: np.ndarray, labels: Sequence
 
 def evaluate_articles(predictor, articles) -> dict:
     """The report (see the module docstring) of a Predictor on labelled articles, at its thresholds."""
-    topic_true, topic_prob, bp_true, bp_prob = score_split(predictor, articles)
-    report = evaluation_report(topic_true, topic_prob, bp_true, bp_prob, predictor.labels,
-                               predictor.thresholds, predictor.boilerplate_threshold)
-    if predictor.config.problem_type == "single_label_classification" and len(topic_true):
-        report["topics"] = single_label_report(topic_true, topic_prob, predictor.labels)
+    split = score_split(predictor, articles)
+    report = evaluation_report(split.topic_true, split.topic_prob, split.bp_true, split.bp_pred, predictor.labels,
+                               predictor.thresholds)
+    if predictor.config.problem_type == "single_label_classification" and len(split.topic_true):
+        report["topics"] = single_label_report(split.topic_true, split.topic_prob, predictor.labels)
     return report
 
 
 def tune_thresholds(predictor, validation) -> list[str]:
-    """Set the boilerplate threshold, then per-label topic thresholds, that maximise F1 on validation.
+    """Set the boilerplate threshold, then the boilerplate transition penalty, then per-label topic
+    thresholds, that maximise F1 on validation.
 
-    In that order: flagged paragraphs are kept out of the topics, so topic scores depend on the
-    boilerplate threshold. The thresholds are stored in the model's config (saved in config.json).
+    In that order. The threshold first, each paragraph on its own (best_threshold), then the penalty at that
+    threshold (best_transition_penalty): searched jointly, validation drove the threshold towards the edge of
+    its range (0.075 for one model of 2026-12-02), where it does not transfer to real text. Topics last:
+    flagged paragraphs are kept out of the topics, so topic scores depend on the flags. Everything is stored
+    in the model's config (saved in config.json).
     Returns warnings for thresholds at the edge of (0.05, 0.95): validation that far from 0.5 cannot
     calibrate the model for real text (the split is too easy or too unlike it), which is a problem to fix,
     not a result."""
-    _, _, bp_true, bp_prob = score_split(predictor, validation)
+    split = score_split(predictor, validation)
     named = {}
-    if bp_true.sum() > 0:  # without flags in validation, a model started from a trained one keeps its threshold
-        predictor.boilerplate_threshold = named["boilerplate"] = best_threshold(bp_true, bp_prob)
-    topic_true, topic_prob, _, _ = score_split(predictor, validation)
+    if split.bp_true.sum() > 0:  # without flags in validation, a model started from a trained one keeps its own
+        predictor.boilerplate_threshold = named["boilerplate"] = best_threshold(split.bp_true, split.bp_prob)
+        predictor.boilerplate_transition_penalty = best_transition_penalty(split.flagged_articles,
+                                                                           predictor.boilerplate_threshold)
+    topic_true, topic_prob = score_split(predictor, validation)[:2]
     if predictor.config.problem_type != "single_label_classification" and len(topic_true):
         predictor.thresholds = [best_threshold(topic_true[:, i], topic_prob[:, i]) for i in range(len(predictor.labels))]
         named.update(zip(predictor.labels, predictor.thresholds))

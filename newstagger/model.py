@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +39,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration import TOPIC_POOLING, NewsTaggerConfig  # noqa: F401 (re-exported)
+from .decoding import decode_flags
 
 N_RELATION_FEATURES = 5
 
@@ -243,8 +245,14 @@ class NewsTaggerModel(PreTrainedModel):
                           topic_mask, return_evidence)
 
     def heads(self, vectors, segment_mask, boilerplate_labels=None, topic_labels=None, topic_mask=None,
-              return_evidence: bool = False) -> NewsTaggerOutput:
-        """Context layer and both heads on segment vectors [articles, segments, hidden]."""
+              return_evidence: bool = False, content=None) -> NewsTaggerOutput:
+        """Context layer and both heads on segment vectors [articles, segments, hidden].
+
+        ``content`` [articles, segments - 1] bool (optional, inference only): the paragraphs the topics may
+        rest on, i.e. those not flagged as boilerplate. The Predictor decodes the flags from this call's
+        boilerplate logits (newstagger.decoding) and passes them back in, so the ONNX graph of this method
+        needs no decoder; without it, evaluation mode decodes them here with the config's threshold and
+        transition penalty. The boilerplate logits never depend on it."""
         present = segment_mask.long()
         from_start = (present.cumsum(dim=1) - 1).clamp(min=0)
         from_end = (present.flip(1).cumsum(dim=1).flip(1) - 1).clamp(min=0)
@@ -259,14 +267,18 @@ class NewsTaggerModel(PreTrainedModel):
         boilerplate_logits = self.boilerplate_head(x).squeeze(-1)[:, 1:]  # the title is never boilerplate
 
         # Content weight per segment; detached so the topic loss cannot bend the boilerplate head.
-        # Training uses the soft probability; at inference a paragraph flagged as boilerplate (at the tuned
-        # threshold) is out of the topics altogether, so what the user sees flagged never drives a topic.
+        # Training uses the soft probability; at inference a paragraph flagged as boilerplate (decoded at the
+        # tuned threshold and penalty) is out of the topics altogether, so what the user sees flagged never
+        # drives a topic.
         boilerplate_prob = torch.sigmoid(boilerplate_logits.detach().float())
-        content = segment_mask.float()
+        paragraphs = segment_mask[:, 1:]
         if self.training:
-            content[:, 1:] = content[:, 1:] * (1 - boilerplate_prob)
+            weight = 1 - boilerplate_prob
+        elif content is not None:
+            weight = content.to(paragraphs.device).bool().float()
         else:
-            content[:, 1:] = content[:, 1:] * (boilerplate_prob < self.config.boilerplate_threshold).float()
+            weight = (~self.boilerplate_flags(boilerplate_prob, paragraphs)).float()
+        content = torch.cat([segment_mask[:, :1].float(), paragraphs.float() * weight], dim=1)
         values = self.topic_dropout(self.topic_norm(vectors))
         if self.config.topic_pooling == "attention":
             topic_logits, shares = self._attention_topics(values, content, segment_mask)
@@ -286,6 +298,16 @@ class NewsTaggerModel(PreTrainedModel):
         evidence = shares[:, 1:, :].transpose(1, 2) if return_evidence else None
         return NewsTaggerOutput(loss=loss, boilerplate_logits=boilerplate_logits,
                                 topic_logits=topic_logits, evidence=evidence)
+
+    def boilerplate_flags(self, boilerplate_prob: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Flags [articles, paragraphs] bool from probabilities [articles, paragraphs] and the mask of encoded
+        paragraphs: newstagger.decoding.decode_flags per article, at the config's threshold and penalty."""
+        threshold = float(self.config.boilerplate_threshold)
+        penalty = float(getattr(self.config, "boilerplate_transition_penalty", 0.0))
+        prob, mask = boilerplate_prob.detach().float().cpu().numpy(), present.bool().cpu().numpy()
+        flags = np.stack([decode_flags(p, threshold, penalty, m) for p, m in zip(prob, mask)]) if len(prob) \
+            else np.zeros(prob.shape, dtype=bool)
+        return torch.from_numpy(flags.reshape(prob.shape)).to(boilerplate_prob.device)
 
     def _attention_topics(self, values, content, segment_mask):
         scores = self.topic_attention(values) + torch.log(content.clamp(min=1e-4)).unsqueeze(-1)

@@ -9,7 +9,9 @@ the file and the key of the first problem:
     labels a non-empty list of distinct names (``id2label``/``label2id``, when present, the same labels
     in the same order), a threshold in [0, 1] for every label (``topic_thresholds``) and for boilerplate
     (``boilerplate_threshold``: a trained folder always has them, so a missing one is an error, never a
-    silent 0.5), ``max_paragraph_tokens`` within [8, the encoder's max_position_embeddings];
+    silent 0.5), ``boilerplate_transition_penalty`` (newstagger.decoding; optional, 0 in folders saved
+    before it existed) a finite number >= 0, and with a penalty over 0 a threshold strictly inside (0, 1),
+    ``max_paragraph_tokens`` within [8, the encoder's max_position_embeddings];
   * ``model.safetensors`` whole (its header read with safetensors' safe_open, no torch) and shaped as
     ``config.json``'s ``encoder`` says: the word embeddings [vocab_size, hidden_size] and
     num_hidden_layers layers (a mismatch would otherwise load with freshly initialised layers);
@@ -46,6 +48,7 @@ class FolderConfig:
     problem_type: str | None
     values: dict  # the whole config.json
     tokenizer: object = None  # the checked ParagraphTokenizer (None when not checked)
+    boilerplate_transition_penalty: float = 0.0
 
 
 def _number_in_unit(value) -> bool:
@@ -107,6 +110,13 @@ def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> Folde
     bp = config["boilerplate_threshold"]
     if not _number_in_unit(bp):
         raise ModelFolderError(f"{path}: boilerplate_threshold: {bp!r} is not a number in [0, 1]")
+    penalty = config.get("boilerplate_transition_penalty", 0.0)
+    if (isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty)
+            or penalty < 0):
+        raise ModelFolderError(f"{path}: boilerplate_transition_penalty: {penalty!r} is not a number >= 0")
+    if penalty > 0 and not 0 < bp < 1:
+        raise ModelFolderError(f"{path}: boilerplate_threshold: {bp!r} must be inside (0, 1) when "
+                               "boilerplate_transition_penalty is over 0")
     encoder = config.get("encoder")
     if not isinstance(encoder, dict):
         raise ModelFolderError(f"{path}: encoder: expected the encoder's config (an object)")
@@ -120,6 +130,7 @@ def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> Folde
     check_weights(folder / WEIGHTS, encoder, path)
     return FolderConfig(labels=list(labels), topic_thresholds={x: float(thresholds[x]) for x in labels},
                         boilerplate_threshold=float(bp), max_paragraph_tokens=tokens,
+                        boilerplate_transition_penalty=float(penalty),
                         problem_type=config.get("problem_type"), values=config,
                         tokenizer=_check_tokenizer(folder, encoder) if check_tokenizer else None)
 

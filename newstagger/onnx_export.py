@@ -5,7 +5,7 @@
 writes ``<model>/onnx/`` atomically:
   encoder-int8.onnx   input_ids, attention_mask [chunks, tokens] int64 -> token_sum [chunks, hidden]
   heads.onnx          vectors [articles, slots, hidden], segment_mask [articles, slots] bool,
-                      boilerplate_threshold [] -> boilerplate_logits, topic_logits, evidence
+                      content [articles, slots - 1] bool -> boilerplate_logits, topic_logits, evidence
   manifest.json       the SHA-256 of model.safetensors the graphs were built from, the quantization,
                       the micro-batch the encoder graph must run at, versions
 
@@ -105,6 +105,9 @@ QUANTIZATIONS = ("per-token", "per-token-mixed", "per-token-qkv-fp32", "per-chun
 # graph is reused only if it was built by the same recipe, the same quantization and the same weights.
 # (A cache entry left by an older recipe under the same weights once cost 0.024 topic F1 in CI.)
 GRAPH_RECIPE = 2
+# The heads graph's inputs. 2: the decoded content flags (newstagger.decoding), where 1 took the boilerplate
+# threshold and thresholded inside the graph; an export of another format must be written again.
+HEADS_FORMAT = 2
 DEFAULT_QUANTIZATION = "per-token-qkv-fp32"
 MICRO_BATCH_OF = {"per-token": None, "per-token-mixed": None, "per-token-qkv-fp32": None, "per-chunk": 1,
                   "fp32": None}  # the micro-batch a graph must run at (None: any)
@@ -326,8 +329,9 @@ def quantize_per_token(model, fp32_after: tuple[str, ...] = (), asymmetric_after
 
 
 def export_heads(model, target: Path) -> Path:
-    """NewsTaggerModel.heads as an fp32 graph; the boilerplate threshold (which keeps flagged paragraphs
-    out of the topics) is an input, so a Predictor's threshold applies without a new export."""
+    """NewsTaggerModel.heads as an fp32 graph. The content flags (the paragraphs not flagged, which the
+    topics rest on) are an input: the Predictor decodes them from the boilerplate logits of a first call
+    (newstagger.decoding), so a Predictor's threshold and penalty apply without a new export."""
     import torch
 
     class Heads(torch.nn.Module):
@@ -335,31 +339,26 @@ def export_heads(model, target: Path) -> Path:
             super().__init__()
             self.model = model
 
-        def forward(self, vectors, segment_mask, boilerplate_threshold):
-            config = self.model.config
-            saved = config.boilerplate_threshold
-            config.boilerplate_threshold = boilerplate_threshold  # traced as the graph input, not a constant
-            try:
-                out = self.model.heads(vectors, segment_mask, return_evidence=True)
-            finally:
-                config.boilerplate_threshold = saved
+        def forward(self, vectors, segment_mask, content):
+            out = self.model.heads(vectors, segment_mask, return_evidence=True, content=content)
             return out.boilerplate_logits, out.topic_logits, out.evidence
 
     hidden = model.config.encoder_config().hidden_size
     vectors = torch.randn(3, 5, hidden)
     mask = torch.tensor([[True, True, True, False, True], [False, True, True, True, True],
                          [True, True, False, False, False]])
+    content = torch.tensor([[True, False, True, True], [True, True, False, True], [True, False, False, False]])
     articles, slots = torch.export.Dim("articles", min=1), torch.export.Dim("slots", min=2)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     # torch.export (dynamo) keeps the articles and slots dimensions symbolic through the context layer's
     # attention; the legacy tracer bakes the slot count of the example into its reshapes.
     with torch.no_grad(), _quiet_exporter():  # e.g. "articles" and "slots" of two inputs are one axis: true
-        program = torch.onnx.export(Heads().eval(), (vectors, mask, torch.tensor(0.5)),
-                                    input_names=["vectors", "segment_mask", "boilerplate_threshold"],
+        program = torch.onnx.export(Heads().eval(), (vectors, mask, content),
+                                    input_names=["vectors", "segment_mask", "content"],
                                     output_names=["boilerplate_logits", "topic_logits", "evidence"],
                                     dynamic_shapes={"vectors": {0: articles, 1: slots},
                                                     "segment_mask": {0: articles, 1: slots},
-                                                    "boilerplate_threshold": None},
+                                                    "content": {0: articles, 1: slots - 1}},
                                     opset_version=18, dynamo=True, optimize=True, verbose=False)
     program.save(str(partial))
     os.replace(partial, target)
@@ -386,7 +385,8 @@ def export_onnx(model_dir: str | Path, quantization: str = DEFAULT_QUANTIZATION,
         encoder_file = ENCODER_FP32 if quantization == "fp32" else ENCODER
         export_encoder(model, partial / encoder_file, quantization)
         export_heads(model, partial / HEADS)
-        manifest = {"weights_sha256": digest, "encoder": encoder_file, "heads": HEADS, "quantization": quantization,
+        manifest = {"weights_sha256": digest, "encoder": encoder_file, "heads": HEADS, "heads_format": HEADS_FORMAT,
+                    "quantization": quantization,
                     "encoder_micro_batch": MICRO_BATCH_OF[quantization],
                     "hidden_size": model.config.encoder_config().hidden_size, "opset": OPSET, **_versions()}
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -35,13 +35,18 @@ class Packed:
                 "chunk_segment": self.chunk_segment, "segment_mask": self.segment_mask}
 
 
+def encoded(text: str) -> bool:
+    """Whether a title or paragraph is encoded: an empty or whitespace-only one is not (its slot stays empty)."""
+    return bool(text.strip())
+
+
 def layout(articles) -> tuple[list[str], list[int], int]:
     """(texts to encode, flat slot of each, slots per article): slot 0 the title, slot i paragraph i."""
     n_slots = 1 + max(len(a.paragraphs) for a in articles)
     texts, owners = [], []
     for b, article in enumerate(articles):
         for i, text in enumerate([article.title, *article.paragraphs]):
-            if text.strip():
+            if encoded(text):
                 texts.append(text)
                 owners.append(b * n_slots + i)
     return texts, owners, n_slots

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from .decoding import decode_flags
 from .inputs import Article, ArticleError, Limits, as_article, split_paragraphs  # noqa: F401 (re-exported)
 from .model_folder import read_model_folder, weights_digest
 from .hub import resolve_model
@@ -50,6 +51,15 @@ class TaggingResult:
             "evidence": self.evidence,
             "clean_text": self.clean_text,
         }
+
+
+class ArticleScores(NamedTuple):
+    """What the model says about one article (Predictor.score), before topic thresholds."""
+    topics: np.ndarray  # [labels] probabilities
+    boilerplate: np.ndarray  # [paragraphs] probability of boilerplate (1.0 for an empty paragraph)
+    evidence: np.ndarray  # [labels, paragraphs] each paragraph's share of a label's score (0 where flagged)
+    flags: np.ndarray  # [paragraphs] bool, boilerplate as decoded (newstagger.decoding)
+    present: np.ndarray  # [paragraphs] bool, False for an empty paragraph (never encoded, always flagged)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -147,6 +157,23 @@ class Predictor:
         self.config.boilerplate_threshold = float(value)
 
     @property
+    def boilerplate_transition_penalty(self) -> float:
+        """Log-odds cost of switching between content and boilerplate from one paragraph to the next
+        (newstagger.decoding); 0 decides each paragraph on its own."""
+        return float(getattr(self.config, "boilerplate_transition_penalty", 0.0))
+
+    @boilerplate_transition_penalty.setter
+    def boilerplate_transition_penalty(self, value: float) -> None:
+        self.config.boilerplate_transition_penalty = float(value)
+
+    def decode(self, boilerplate_prob, present=None, threshold: float | None = None,
+               penalty: float | None = None) -> np.ndarray:
+        """Flags [paragraphs] bool of one article from its boilerplate probabilities [paragraphs]
+        (newstagger.decoding.decode_flags), at this Predictor's threshold and penalty unless given."""
+        return decode_flags(boilerplate_prob, self.boilerplate_threshold if threshold is None else threshold,
+                            self.boilerplate_transition_penalty if penalty is None else penalty, present)
+
+    @property
     def single_label(self) -> bool:
         return getattr(self.config, "problem_type", None) == "single_label_classification"
 
@@ -182,9 +209,9 @@ class Predictor:
         if group:
             yield group
 
-    def score(self, articles: Sequence[Article]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(topic probabilities [labels], boilerplate probabilities [paragraphs], evidence [labels, paragraphs])
-        for each article, in order. Articles must already be valid (see article())."""
+    def score(self, articles: Sequence[Article]) -> list[ArticleScores]:
+        """ArticleScores (topic probabilities, boilerplate probabilities and flags, evidence) for each
+        article, in order. Articles must already be valid (see article())."""
         results = [None] * len(articles)
         for group in self._passes(articles):
             if self.paragraph_vectors is not None:
@@ -195,15 +222,20 @@ class Predictor:
                 segment_mask = packed.segment_mask
                 vectors = pool_segments(sums, packed.attention_mask.sum(axis=1), packed.chunk_segment,
                                         segment_mask.shape)
-            bp_logits, topic_logits, evidence = self.engine.heads(vectors, segment_mask, self.boilerplate_threshold)
-            topic = _softmax(topic_logits) if self.single_label else _sigmoid(topic_logits)
+            present = segment_mask[:, 1:].astype(bool)
+            # Two calls of the heads: the boilerplate logits first, then, with the flags decoded from them over
+            # each whole article, the topics on the paragraphs left (boilerplate logits ignore ``content``).
+            bp_logits, _, _ = self.engine.heads(vectors, segment_mask, present)
             bp = _sigmoid(bp_logits)
-            present = segment_mask[:, 1:]
+            flags = np.stack([self.decode(bp[row], present[row]) for row in range(len(group))])
+            _, topic_logits, evidence = self.engine.heads(vectors, segment_mask, present & ~flags)
+            topic = _softmax(topic_logits) if self.single_label else _sigmoid(topic_logits)
             for row, i in enumerate(group):
                 n = len(articles[i].paragraphs)
                 # an empty or whitespace-only paragraph is not encoded: it is boilerplate (a scraper artefact)
-                results[i] = (topic[row], np.where(present[row, :n], bp[row, :n], 1.0).astype(np.float32),
-                              evidence[row, :, :n] * present[row, :n])
+                results[i] = ArticleScores(topic[row], np.where(present[row, :n], bp[row, :n], 1.0).astype(np.float32),
+                                           evidence[row, :, :n] * present[row, :n], flags[row, :n].copy(),
+                                           present[row, :n].copy())
         return results
 
     def _cached(self, articles: Sequence[Article]) -> tuple[np.ndarray, np.ndarray]:
@@ -271,10 +303,10 @@ class Predictor:
         valid = self.articles(articles)
         if not valid:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return np.stack([s[0] for s in self.score(valid)])
+        return np.stack([s.topics for s in self.score(valid)])
 
-    def _result(self, article: Article, topic_prob, bp_prob, evidence) -> TaggingResult:
-        flags = [bool(p >= self.boilerplate_threshold) for p in bp_prob]
+    def _result(self, article: Article, topic_prob, bp_prob, evidence, flags, present) -> TaggingResult:
+        flags = [bool(f) for f in flags]
         content = [i for i, f in enumerate(flags) if not f]
         # Topics are judged on content paragraphs only: an article whose paragraphs are all boilerplate
         # gets none, and every tagged topic names the content paragraphs it rests on.

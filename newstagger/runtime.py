@@ -3,9 +3,13 @@
 A backend turns packed articles (newstagger.packing) into logits in two steps, both on numpy arrays:
 
     encode(input_ids, attention_mask)  [chunks, tokens] int64 -> token sums [chunks, hidden] float32
-    heads(vectors, segment_mask, boilerplate_threshold)
-        [articles, slots, hidden], [articles, slots] -> boilerplate logits [articles, slots - 1],
-        topic logits [articles, labels], evidence [articles, labels, slots - 1]
+    heads(vectors, segment_mask, content)
+        [articles, slots, hidden], [articles, slots], [articles, slots - 1] bool -> boilerplate logits
+        [articles, slots - 1], topic logits [articles, labels], evidence [articles, labels, slots - 1]
+
+``content`` marks the paragraphs the topics may rest on. The Predictor calls heads twice: once for the
+boilerplate logits (which never depend on ``content``), then, after decoding the flags
+(newstagger.decoding), with the paragraphs not flagged, for the topics.
 
   torch  the NewsTaggerModel in fp32 (CPU or a CUDA device): encoder and heads
   int8   the int8 ONNX Runtime encoder and the torch heads (CPU)
@@ -36,7 +40,7 @@ DEFAULT_MICRO_BATCH = {"torch": 32, "int8": 8, "onnx": 8}
 class Backend:
     name: str
     encode: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    heads: Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    heads: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
     model: object | None = None  # the NewsTaggerModel, for backends that hold one
 
 
@@ -57,11 +61,11 @@ def length_sorted_batches(lengths: np.ndarray, micro_batch: int) -> list[np.ndar
 def torch_heads(model, device):
     import torch
 
-    def heads(vectors, segment_mask, boilerplate_threshold):
-        # model.heads reads the threshold from its config: the Predictor keeps the two the same object
+    def heads(vectors, segment_mask, content):
         with torch.inference_mode():
             out = model.heads(torch.from_numpy(vectors).to(device, model.dtype),
-                              torch.from_numpy(segment_mask).to(device), return_evidence=True)
+                              torch.from_numpy(segment_mask).to(device), return_evidence=True,
+                              content=torch.from_numpy(np.asarray(content, dtype=bool)).to(device))
         return tuple(t.float().cpu().numpy() for t in (out.boilerplate_logits, out.topic_logits, out.evidence))
 
     return heads
@@ -85,10 +89,11 @@ def torch_backend(model, device: str = "cpu", micro_batch: int = 32) -> Backend:
 # -- ONNX Runtime ---------------------------------------------------------------------------------
 
 
-def _session(path: Path, threads: int, device: str):
+def _session(path: Path, threads: int, device: str, memory_arena: bool = True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = memory_arena
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -136,11 +141,14 @@ class OnnxEncoder:
 
 
 def onnx_heads(path: Path, threads: int | None, device: str):
-    session = _session(path, threads or default_threads(), device)
+    # Without ONNX Runtime's memory arena: a pass of the heads holds about 150 MB of intermediates for real_dev
+    # (120 articles, 58 slots), which the arena would keep, and grow again on the second call of a pass
+    # (peak RSS of bench_predict 662 MB with it, 466 without; the heads' time, 0.3 s a call, is the same).
+    session = _session(path, threads or default_threads(), device, memory_arena=False)
 
-    def heads(vectors, segment_mask, boilerplate_threshold):
+    def heads(vectors, segment_mask, content):
         feed = {"vectors": vectors.astype(np.float32), "segment_mask": segment_mask.astype(bool),
-                "boilerplate_threshold": np.array(boilerplate_threshold, dtype=np.float32)}
+                "content": np.asarray(content, dtype=bool)}
         return tuple(session.run(None, feed))
 
     return heads
@@ -200,7 +208,7 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
     if name == "int8" and device != "cpu":
         raise ValueError(f"backend int8 runs on the CPU, not {device!r} (use the torch backend on a GPU)")
     if name == "onnx":
-        from .onnx_export import ENCODER, ExportError, ONNX_DIR, read_manifest
+        from .onnx_export import ENCODER, HEADS_FORMAT, ExportError, ONNX_DIR, read_manifest
 
         export = folder / ONNX_DIR
         try:
@@ -210,6 +218,10 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
         if manifest is None or not (export / manifest.get("heads", "")).is_file():
             raise ExportError(f"{export}: no ONNX export of this model: run `newstagger export --onnx "
                               f"--model {folder}` first (it needs torch; running it does not)")
+        if manifest.get("heads_format", 1) != HEADS_FORMAT:
+            raise ExportError(f"{export / manifest['heads']}: written by an older newstagger (heads format "
+                              f"{manifest.get('heads_format', 1)}, this one reads {HEADS_FORMAT}): run `newstagger "
+                              f"export --onnx --model {folder}` again")
         encoder = OnnxEncoder(export / manifest.get("encoder", ENCODER), manifest, threads, micro_batch, device)
         return Backend("onnx", encoder, onnx_heads(export / manifest["heads"], threads, device))
 

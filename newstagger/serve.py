@@ -297,6 +297,7 @@ def create_app(predictor, options: ServeOptions):
         return {"model": str(options.model), "backend": predictor.backend, "labels": predictor.labels,
                 "topic_thresholds": dict(zip(predictor.labels, map(float, predictor.thresholds))),
                 "boilerplate_threshold": predictor.boilerplate_threshold,
+                "boilerplate_transition_penalty": predictor.boilerplate_transition_penalty,
                 "limits": asdict(predictor.limits), "max_articles": options.max_articles,
                 "max_body_bytes": options.max_body_bytes, "model_card": card, "versions": _versions(predictor.backend)}
 

@@ -97,8 +97,9 @@ def make_compute_metrics(labels, single_label: bool = False):
         bp_labels, topic_labels, topic_mask = eval_pred.label_ids
         known = bp_labels >= 0
         rows = topic_mask.astype(bool)
+        # Each paragraph at 0.5 on its own: the decoding penalty is tuned after training (tune_thresholds)
         report = evaluation_report(topic_labels[rows], expit(topic_logits[rows]), bp_labels[known],
-                                   expit(bp_logits[known]), labels, 0.5, 0.5)
+                                   bp_logits[known] >= 0, labels, 0.5)
         if single_label and rows.any():  # the likeliest label, as the single-label Predictor decides
             report["topics"] = single_label_report(topic_labels[rows], topic_logits[rows], labels)
         # One number for early stopping and best-model selection: the tasks the validation split labels,
@@ -658,7 +659,8 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
         tokenizer.save_pretrained(folder)
         (folder / "eval_report.json").write_text(json.dumps(
             {**reports, "thresholds": {"topics": model.config.topic_thresholds,
-                                       "boilerplate": model.config.boilerplate_threshold},
+                                       "boilerplate": model.config.boilerplate_threshold,
+                                       "boilerplate_transition_penalty": model.config.boilerplate_transition_penalty},
              "threshold_warnings": threshold_warnings}, indent=2))
         (folder / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2))
         label_counts = {label: sum(label in (a.topics or []) for a in train_articles) for label in labels}

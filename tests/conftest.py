@@ -2,6 +2,7 @@
 `integration` use the real packaged base model."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,14 @@ def onnx_dir(tiny_model_dir, tmp_path_factory) -> Path:
     shutil.copytree(tiny_model_dir, folder, ignore=shutil.ignore_patterns("onnx"))
     export_onnx(folder)
     return folder
+
+
+def load_bench(name: str):
+    """A script of bench/ as a module (bench/ is not a package the tests import from)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

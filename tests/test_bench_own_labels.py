@@ -2,20 +2,15 @@
 
 import csv
 import dataclasses
-import importlib.util
 import json
-import sys
 
 import pytest
+from conftest import load_bench
 
 
 @pytest.fixture(scope="module")
-def bench(root):
-    spec = importlib.util.spec_from_file_location("bench_own_labels", root / "bench" / "bench_own_labels.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def bench():
+    return load_bench("bench_own_labels")
 
 
 @pytest.fixture(scope="module")

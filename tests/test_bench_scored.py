@@ -1,18 +1,15 @@
 """bench/scored.py: the bench scripts report a task the evaluation file does not label as None (n/a), by the
 library's own rule, instead of crashing on it."""
 
-import importlib.util
 import json
 
 import pytest
+from conftest import load_bench
 
 
 @pytest.fixture(scope="module")
-def bench_predict(root):
-    spec = importlib.util.spec_from_file_location("bench_predict", root / "bench" / "bench_predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench_predict():
+    return load_bench("bench_predict")
 
 
 @pytest.mark.parametrize("dropped", ["boilerplate", "topics"])

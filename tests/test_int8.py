@@ -21,7 +21,7 @@ def test_int8_builds_its_encoder_in_a_cache_keyed_by_the_weights(tiny_model_dir,
     assert not (folder / "onnx").exists()  # the model folder is not written
     (entry,) = (tmp_path / "cache").iterdir()
     assert (entry / "encoder-int8.onnx").exists()
-    for (t32, b32, _), (t8, b8, _) in zip(fp32.score(articles), int8.score(articles)):
+    for (t32, b32, *_), (t8, b8, *_) in zip(fp32.score(articles), int8.score(articles)):
         assert np.abs(t32 - t8).max() < 0.05 and np.abs(b32 - b8).max() < 0.05
     again = Predictor.from_pretrained(folder, backend="int8")  # the cached graph
     assert again.predict(articles[0]).to_record() == int8.predict(articles[0]).to_record()

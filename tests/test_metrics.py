@@ -19,7 +19,7 @@ def test_metrics_equal_scikit_learn_on_a_hand_made_case():
     assert report["per_label"]["a"]["recall"] == pytest.approx(recall_score(y_true[:, 0], y_pred[:, 0]))
     assert report["per_label"]["b"]["support"] == 2
     flags, probs = np.array([1, 0, 1, 1, 0, 0]), np.array([.8, .6, .3, .9, .1, .2])
-    bp = boilerplate_report(flags, probs, 0.5)
+    bp = boilerplate_report(flags, probs >= 0.5)
     assert bp["f1"] == pytest.approx(f1_score(flags, probs >= 0.5)) and bp["support"] == 3
     # 0.3 catches all three at one false positive (F1 0.857); every cut up to 0.6 reaches 0.8, within one
     # decision (1/3) of the best, and 0.5 is the one nearest 0.5
@@ -82,7 +82,7 @@ def test_a_task_the_file_does_not_label_is_not_measured_rather_than_zero():
     labels = ["a", "b"]
     topic_true, topic_prob = np.array([[1, 0], [0, 1]]), np.array([[.9, .2], [.1, .8]])
     topic_only = json.loads(json.dumps(evaluation_report(topic_true, topic_prob, np.zeros(0), np.zeros(0), labels,
-                                                         0.5, 0.5)))
+                                                         0.5)))
     assert topic_only["boilerplate"]["f1"] is None and topic_only["boilerplate"]["precision"] is None
     assert topic_only["boilerplate"]["not_measured"] == "no paragraph flags in this file"
     assert topic_only["topics"]["macro_f1"] == pytest.approx(1.0)
@@ -91,7 +91,7 @@ def test_a_task_the_file_does_not_label_is_not_measured_rather_than_zero():
         ["boilerplate", "n/a", "(no", "paragraph", "flags", "in", "this", "file)"]]
 
     flags_only = json.loads(json.dumps(evaluation_report(np.zeros((0, 2)), np.zeros((0, 2)), np.array([1, 0]),
-                                                         np.array([.9, .1]), labels, 0.5, 0.5)))
+                                                         np.array([True, False]), labels, 0.5)))
     assert flags_only["topics"]["macro_f1"] is None and flags_only["topics"]["micro_f1"] is None
     assert flags_only["topics"]["per_label"]["a"]["f1"] is None
     assert flags_only["topics"]["not_measured"] == "no topic labels in this file"

@@ -72,7 +72,7 @@ def test_batching_does_not_change_an_articles_scores(model, tokenizer):
     predictor = Predictor(model, tokenizer, batch_size=2)
     together = predictor.score(ARTICLES)
     alone = [predictor.score([a])[0] for a in ARTICLES]
-    for (t1, b1, _), (t2, b2, _) in zip(together, alone):
+    for (t1, b1, *_), (t2, b2, *_) in zip(together, alone):
         np.testing.assert_allclose(t1, t2, atol=1e-5)
         np.testing.assert_allclose(b1, b2, atol=1e-5)
 
@@ -94,10 +94,10 @@ def test_save_then_load_gives_identical_outputs(model, tokenizer, tmp_path):
 def test_thresholds_are_applied(model, tokenizer):
     model.eval()
     predictor = Predictor(model, tokenizer)
-    _, bp_prob, _ = predictor.score(ARTICLES[:1])[0]
+    _, bp_prob, *_ = predictor.score(ARTICLES[:1])[0]
     predictor.boilerplate_threshold = float(np.sort(bp_prob)[1])  # exactly two paragraphs reach it
     # (topic scores depend on the boilerplate threshold: flagged paragraphs are out of the topics)
-    topic_prob, _, _ = predictor.score(ARTICLES[:1])[0]
+    topic_prob, *_ = predictor.score(ARTICLES[:1])[0]
     predictor.thresholds = np.array([topic_prob[0] - 1e-6, topic_prob[1] + 1e-6, 0.0])
     result = predictor.predict(ARTICLES[0])
     assert result.topics == ["diplomacy", "press_freedom"]
@@ -318,7 +318,7 @@ def test_int8_vector_cache_holds_what_the_int8_backend_computes(model, tokenizer
     model.save_pretrained(tmp_path / "m")
     tokenizer.save_pretrained(tmp_path / "m")
     served = Predictor.from_pretrained(tmp_path / "m", backend="int8").score(ARTICLES)
-    for (t1, b1, _), (t2, b2, _) in zip(Predictor(model, tokenizer, paragraph_vectors=int8).score(ARTICLES), served):
+    for (t1, b1, *_), (t2, b2, *_) in zip(Predictor(model, tokenizer, paragraph_vectors=int8).score(ARTICLES), served):
         np.testing.assert_allclose(t1, t2, atol=1e-5)
         np.testing.assert_allclose(b1, b2, atol=1e-5)
     with pytest.raises(ValueError, match="vector_encoder must be one of torch, int8"):

@@ -139,3 +139,26 @@ def test_a_missing_threshold_is_refused_not_taken_as_one_half(folder, changes, m
     edit_json(folder / "config.json", **changes)
     with pytest.raises(ModelFolderError, match=message):
         Predictor.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"boilerplate_transition_penalty": -1}, "config.json: boilerplate_transition_penalty: -1 is not a number >= 0"),
+    ({"boilerplate_transition_penalty": "2"}, "config.json: boilerplate_transition_penalty: '2' is not a number"),
+    ({"boilerplate_transition_penalty": True}, "config.json: boilerplate_transition_penalty: True is not a number"),
+    ({"boilerplate_transition_penalty": 2.0, "boilerplate_threshold": 1.0},
+     r"config.json: boilerplate_threshold: 1.0 must be inside \(0, 1\) when boilerplate_transition_penalty is over 0"),
+])
+def test_a_bad_transition_penalty_is_refused(folder, changes, message):
+    edit_json(folder / "config.json", **changes)
+    with pytest.raises(ModelFolderError, match=message):
+        Predictor.from_pretrained(folder)
+
+
+def test_a_folder_saved_before_decoding_decides_each_paragraph_on_its_own(folder):
+    """Folders written before the transition penalty existed have none: 0, the per-paragraph threshold."""
+    edit_json(folder / "config.json", boilerplate_transition_penalty=None)
+    assert "boilerplate_transition_penalty" not in json.loads((folder / "config.json").read_text())
+    predictor = Predictor.from_pretrained(folder)
+    assert predictor.boilerplate_transition_penalty == 0.0
+    result = predictor.predict(["Ministers met in Oslo.", "Subscribe to our newsletter.", "They signed."])
+    assert result.boilerplate == [s >= predictor.boilerplate_threshold for s in result.paragraph_scores]

@@ -46,14 +46,25 @@ def test_onnx_backend_gives_the_torch_results(onnx_dir, articles):
     # int8 and onnx run the same int8 encoder graph; only the heads differ (torch fp32 against ONNX fp32), so
     # the real-news fidelity test below measures onnx alone
     int8_p = Predictor.from_pretrained(onnx_dir, backend="int8")
-    for (t8, b8, _), (t, b, _) in zip(int8_p.score(articles), onnx_p.score(articles)):
+    for (t8, b8, *_), (t, b, *_) in zip(int8_p.score(articles), onnx_p.score(articles)):
         assert np.abs(t8 - t).max() < 1e-4 and np.abs(b8 - b).max() < 1e-4
-    # every paragraph flagged (threshold 0, an input of the heads graph): no content, topic probability 0
+    # every paragraph flagged (threshold 0: the content input of the heads graph is empty): topic probability 0
     for p in (torch_p, onnx_p):
         p.boilerplate_threshold = 0.0
         result = p.predict(articles[0])
         assert all(result.boilerplate) and result.topics == []
         assert max(result.topic_scores.values()) == 0.0, (p.backend, result.topic_scores)
+    # flags decoded with a transition penalty: both backends decode their own scores the same way and pass
+    # the content back into the heads (an input of the heads graph), so topics and evidence follow the flags
+    for p in (torch_p, onnx_p, int8_p):
+        p.boilerplate_threshold, p.boilerplate_transition_penalty = 0.5, 1.0
+    decoded = [p.predict_batch(articles) for p in (torch_p, onnx_p, int8_p)]
+    for a, b, c in zip(*decoded):
+        assert b.boilerplate == c.boilerplate and b.topics == c.topics and b.evidence == c.evidence
+        assert np.allclose(list(a.topic_scores.values()), list(b.topic_scores.values()), atol=0.02)
+        assert not any(b.boilerplate[i] for indices in b.evidence.values() for i in indices)
+    for p in (torch_p, onnx_p):
+        p.boilerplate_transition_penalty = 0.0
     # the same limits and the same errors
     for bad in ("", {"title": 5, "text": "x"}, ["ok", 3], "x" * 60_000):
         errors = []
@@ -73,7 +84,7 @@ def test_an_articles_result_does_not_depend_on_its_neighbours(onnx_dir, articles
             "resumed at 11": predictor.score(articles[:11]) + predictor.score(articles[11:]),
             "in fives": [s for i in range(0, len(articles), 5) for s in predictor.score(articles[i:i + 5])]}
     for name, scored in runs.items():
-        for (t1, b1, _), (t2, b2, _) in zip(alone, scored):
+        for (t1, b1, *_), (t2, b2, *_) in zip(alone, scored):
             assert np.abs(t1 - t2).max() < 1e-3 and np.abs(b1 - b2).max() < 1e-3, name
     for together, one in zip(predictor.predict_batch(articles), [predictor.predict(a) for a in articles]):
         assert together.topics == one.topics and together.boilerplate == one.boilerplate
@@ -117,10 +128,10 @@ def test_qkv_fp32_quantization_keeps_attention_fp32_and_is_batch_invariant(onnx_
     torch_scores = Predictor.from_pretrained(onnx_dir, backend="torch").score(articles)
     predictor.engine.encode = OnnxEncoder(graph, {}, threads=2, micro_batch=64)
     batched = predictor.score(articles)
-    for (t32, b32, _), (t8, b8, _) in zip(torch_scores, batched):
+    for (t32, b32, *_), (t8, b8, *_) in zip(torch_scores, batched):
         assert np.abs(t32 - t8).max() < 0.02 and np.abs(b32 - b8).max() < 0.02
-    for article, (t, b, _) in zip(articles, batched):
-        t1, b1, _ = predictor.score([article])[0]
+    for article, (t, b, *_) in zip(articles, batched):
+        t1, b1, *_ = predictor.score([article])[0]
         assert np.abs(t - t1).max() < 1e-3 and np.abs(b - b1).max() < 1e-3
 
 
@@ -145,7 +156,7 @@ def test_fp32_export_from_the_cli_matches_torch_and_the_int8_backend_stays_int8(
     assert not ops & {"MatMulIntegerToFloat", "DynamicQuantizeLinear", "QuantizeLinear"}
     torch_scores = Predictor.from_pretrained(folder, backend="torch").score(articles)
     onnx_scores = Predictor.from_pretrained(folder, backend="onnx").score(articles)
-    for (t32, b32, _), (t, b, _) in zip(torch_scores, onnx_scores):
+    for (t32, b32, *_), (t, b, *_) in zip(torch_scores, onnx_scores):
         assert np.abs(t32 - t).max() < 1e-4 and np.abs(b32 - b).max() < 1e-4
     int8 = Predictor.from_pretrained(folder, backend="int8")
     int8.score(articles[:1])
@@ -203,6 +214,13 @@ def test_a_missing_or_stale_export_is_refused(onnx_dir, tmp_path):
     for backend in ("onnx", "int8"):
         with pytest.raises(ExportError, match="built from other weights"):
             Predictor.from_pretrained(stale, backend=backend)
+    older = tmp_path / "older"  # an export whose heads graph took the threshold (before decoding)
+    shutil.copytree(onnx_dir, older)
+    manifest = json.loads((older / "onnx" / "manifest.json").read_text())
+    del manifest["heads_format"]
+    (older / "onnx" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match=r"older newstagger \(heads format 1, this one reads 2\): run `newstagger export"):
+        Predictor.from_pretrained(older, backend="onnx")
 
 
 @pytest.mark.integration

@@ -126,3 +126,34 @@ def test_a_cuda_device_that_is_not_here_is_refused_in_words(tiny_model_dir):
         pytest.skip("this machine has CUDA; the refusal is for machines without it")
     with pytest.raises(ValueError, match="device cuda:7: no CUDA device is available here"):
         Predictor.from_pretrained(tiny_model_dir, device="cuda:7")
+
+
+def test_flags_are_decoded_over_the_article_and_keep_topics_off_them(tiny_model_dir, root):
+    """With a transition penalty the flags are the Viterbi decoding of the article's scores (not each score
+    against the threshold), and the topics and evidence rest on the paragraphs left: the same topic scores
+    as the model's own evaluation-mode decoding gives (NewsTaggerModel.heads without ``content``)."""
+    import torch
+
+    from newstagger.decoding import decode_flags
+    from newstagger.model import pack_articles
+
+    predictor = Predictor.from_pretrained(tiny_model_dir)
+    articles = load_articles(root / "data" / "test.jsonl", predictor.labels).articles[:24]
+    plain = predictor.predict_batch(articles)
+    scores = np.concatenate([r.paragraph_scores for r in plain])
+    predictor.boilerplate_threshold = float(np.median(scores))  # the tiny model's scores sit near each other
+    predictor.boilerplate_transition_penalty = 1.0
+    results = predictor.predict_batch(articles)
+    switched = 0
+    for article, result in zip(articles, results):
+        present = np.array([bool(p.strip()) for p in article.paragraphs])
+        want = decode_flags(result.paragraph_scores, predictor.boilerplate_threshold, 1.0, present)
+        assert result.boilerplate == want.tolist()
+        switched += int(np.sum((np.array(result.paragraph_scores) >= predictor.boilerplate_threshold) != want))
+        assert not any(result.boilerplate[i] for indices in result.evidence.values() for i in indices)
+        assert result.clean_text == "\n\n".join(p for p, f in zip(article.paragraphs, want) if not f)
+    assert switched > 0  # the penalty decided some paragraphs against their own score
+    with torch.no_grad():
+        out = predictor.model(**pack_articles(predictor.tokenizer, articles, None, predictor.config.max_paragraph_tokens))
+    own = torch.sigmoid(out.topic_logits).numpy()
+    assert np.abs(own - np.array([list(r.topic_scores.values()) for r in results])).max() < 1e-5

@@ -163,6 +163,7 @@ def test_health_metadata_and_docs(server):
     status, meta = call(server, "/metadata")
     assert status == 200 and meta["labels"] == ["diplomacy", "sanctions", "press_freedom"]
     assert set(meta["topic_thresholds"]) == set(meta["labels"]) and "torch" in meta["versions"]
+    assert meta["boilerplate_transition_penalty"] >= 0 and 0 <= meta["boilerplate_threshold"] <= 1
     status, spec = call(server, "/openapi.json")
     assert status == 200 and "/tag" in spec["paths"] and "requestBody" in spec["paths"]["/tag"]["post"]
     for page in ("/docs", "/redoc"):  # the pages and every script and stylesheet they load come from the service

@@ -26,7 +26,13 @@ def test_training_writes_a_complete_folder_that_loads(tiny_model_dir):
     assert config["labels"] == ["diplomacy", "sanctions", "press_freedom"]
     assert set(config["topic_thresholds"]) == set(config["labels"]) and 0 < config["boilerplate_threshold"] < 1
     assert config["encoder"]["hidden_size"] == 32 and config["max_paragraph_tokens"] == 64
+    # the transition penalty is tuned with the threshold (one of decoding.PENALTIES) and stated in the card
+    from newstagger.decoding import PENALTIES
+
+    assert config["boilerplate_transition_penalty"] in PENALTIES
+    assert f"transition penalty of\n  {config['boilerplate_transition_penalty']:g}" in (tiny_model_dir / "README.md").read_text()
     report = json.loads((tiny_model_dir / "eval_report.json").read_text())
+    assert report["thresholds"]["boilerplate_transition_penalty"] == config["boilerplate_transition_penalty"]
     assert set(report["test"]["topics"]["per_label"]) == set(config["labels"])
     assert "## Evaluation" in (tiny_model_dir / "README.md").read_text()
     # the card's metadata is what the Hub reads; the usage snippet names the final folder
@@ -169,6 +175,7 @@ def test_topic_only_corpus_with_new_labels_starts_from_a_trained_model(tiny_mode
     before, after = Predictor.from_pretrained(tiny_model_dir), Predictor.from_pretrained(folder)
     assert after.labels == ["other", "talks", "embargo", "media"] or set(after.labels) == {"other", "talks", "embargo", "media"}
     assert after.boilerplate_threshold == before.boilerplate_threshold
+    assert after.boilerplate_transition_penalty == before.boilerplate_transition_penalty  # no flags to tune on
     seed = ROOT.parent / "shared" / "examples" / "moscow_times_lukashenko.txt"
     text = seed.read_text() if seed.exists() else (ROOT / "data" / "examples" / "summit_with_appeal.txt").read_text()
     np.testing.assert_allclose(after.predict(text).paragraph_scores, before.predict(text).paragraph_scores, atol=1e-6)
@@ -270,7 +277,7 @@ def test_frozen_mode_scores_validation_from_its_cache_as_the_encoder_would(tmp_p
     cache.add([t for a in validation for t in (a.title, *a.paragraphs)], progress=False)
     cached = Predictor(model, tokenizer, paragraph_vectors=cache)
     encoded = Predictor(model, tokenizer) if vector_encoder == "torch" else Predictor.from_pretrained(folder, backend="int8")
-    for (t1, b1, e1), (t2, b2, e2) in zip(cached.score(validation), encoded.score(validation)):
+    for (t1, b1, e1, *_), (t2, b2, e2, *_) in zip(cached.score(validation), encoded.score(validation)):
         np.testing.assert_allclose(t1, t2, atol=1e-5)
         np.testing.assert_allclose(b1, b2, atol=1e-5)
         np.testing.assert_allclose(e1, e2, atol=1e-5)
@@ -428,8 +435,8 @@ def _report(topics=True, flags=True):
     from newstagger.metrics import evaluation_report
 
     topic = (np.array([[1, 0], [0, 1]]), np.array([[.9, .2], [.3, .8]])) if topics else (np.zeros((0, 2)),) * 2
-    bp = (np.array([1, 0, 1]), np.array([.9, .2, .4])) if flags else (np.zeros(0),) * 2
-    return evaluation_report(*topic, *bp, ["a", "b"], 0.5, 0.5)
+    bp = (np.array([1, 0, 1]), np.array([True, False, False])) if flags else (np.zeros(0),) * 2
+    return evaluation_report(*topic, *bp, ["a", "b"], 0.5)
 
 
 def test_model_card_names_the_test_file_for_the_test_results(tmp_path):
