@@ -57,7 +57,7 @@ class ArticleScores(NamedTuple):
     """What the model says about one article (Predictor.score), before topic thresholds."""
     topics: np.ndarray  # [labels] probabilities
     boilerplate: np.ndarray  # [paragraphs] probability of boilerplate (1.0 for an empty paragraph)
-    evidence: np.ndarray  # [labels, paragraphs] each paragraph's share of a label's score (0 where flagged)
+    evidence: np.ndarray  # [labels, paragraphs] each paragraph's share of a label's score (~0 where flagged)
     flags: np.ndarray  # [paragraphs] bool, boilerplate as decoded (newstagger.decoding)
     present: np.ndarray  # [paragraphs] bool, False for an empty paragraph (never encoded, always flagged)
 
@@ -164,14 +164,17 @@ class Predictor:
 
     @boilerplate_transition_penalty.setter
     def boilerplate_transition_penalty(self, value: float) -> None:
-        self.config.boilerplate_transition_penalty = float(value)
+        value = float(value)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"boilerplate_transition_penalty: must be a number >= 0, not {value!r}")
+        self.config.boilerplate_transition_penalty = value
 
-    def decode(self, boilerplate_prob, present=None, threshold: float | None = None,
-               penalty: float | None = None) -> np.ndarray:
-        """Flags [paragraphs] bool of one article from its boilerplate probabilities [paragraphs]
-        (newstagger.decoding.decode_flags), at this Predictor's threshold and penalty unless given."""
-        return decode_flags(boilerplate_prob, self.boilerplate_threshold if threshold is None else threshold,
-                            self.boilerplate_transition_penalty if penalty is None else penalty, present)
+    def decode(self, boilerplate_prob, present=None) -> np.ndarray:
+        """Flags [paragraphs] bool of one article from its boilerplate probabilities [paragraphs] and the mask
+        of encoded paragraphs [paragraphs] (newstagger.decoding.decode_flags), at this Predictor's threshold
+        and transition penalty."""
+        return decode_flags(boilerplate_prob, self.boilerplate_threshold, self.boilerplate_transition_penalty,
+                            present)
 
     @property
     def single_label(self) -> bool:
