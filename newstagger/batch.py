@@ -299,17 +299,25 @@ def count_repeated_paragraphs(items: Iterable[tuple[Position, object]], min_arti
 
 
 def push_repeated_toward_boilerplate(result, source: str, repeated: set[int], decode) -> None:
-    """Raise the boilerplate score of repeated paragraphs halfway to 1 (so at least 0.5) and decode the
-    article's flags again (``decode``: Predictor.decode, the model's threshold and transition penalty), then
-    the clean text and the evidence. Topics stay as the model gave them: recomputing them would need the
-    paragraph vectors again."""
+    """Flag the paragraphs an outlet repeats across its articles: their boilerplate score is raised halfway to
+    1 (so at least 0.5), the article's flags are decoded again with them fixed as boilerplate (``decode``:
+    Predictor.decode, the model's threshold and transition penalty; a lone repeated line amid reporting would
+    otherwise need a score near 1), then the clean text and the evidence follow. Topics stay as the model gave
+    them (recomputing them would need the paragraph vectors again), except that an article left without a
+    content paragraph gets none, and topic scores of 0, as the Predictor gives such an article."""
     hits = [i for i, p in enumerate(result.paragraphs) if encoded(p) and paragraph_key(source, p) in repeated]
     if not hits:
         return
     for i in hits:
         result.paragraph_scores[i] = 0.5 + result.paragraph_scores[i] / 2
-    flags = decode(np.asarray(result.paragraph_scores), np.array([encoded(p) for p in result.paragraphs], dtype=bool))
+    forced = np.zeros(len(result.paragraphs), dtype=bool)
+    forced[hits] = True
+    flags = decode(np.asarray(result.paragraph_scores), np.array([encoded(p) for p in result.paragraphs], dtype=bool),
+                   forced)
     result.boilerplate = [bool(f) for f in flags]
+    if all(result.boilerplate):
+        result.topics, result.evidence = [], {}
+        result.topic_scores = {label: 0.0 for label in result.topic_scores}
     result.clean_text = "\n\n".join(p for p, flag in zip(result.paragraphs, result.boilerplate) if not flag)
     result.evidence = {label: [i for i in indices if not result.boilerplate[i]]
                        for label, indices in result.evidence.items()}

@@ -150,8 +150,8 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     _runtime_arguments(tag)
     _limits_arguments(tag)
     tag.add_argument("--site-repeat", action="store_true",
-                     help="two passes: push paragraphs that recur verbatim across articles of one source "
-                          "toward boilerplate")
+                     help="two passes: flag paragraphs that recur verbatim across articles of one source as "
+                          "boilerplate (their score raised halfway to 1)")
     tag.add_argument("--site-repeat-min", type=int, default=None,
                      help="articles of a source a paragraph must occur in for --site-repeat (default 3)")
     tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

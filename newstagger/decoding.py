@@ -27,21 +27,28 @@ EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS]: log(0) would make one
 PENALTIES = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
-def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None) -> np.ndarray:
+def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, forced=None) -> np.ndarray:
     """Boilerplate flags [paragraphs] bool for one article.
 
-    ``prob``: boilerplate probabilities [paragraphs] in [0, 1]; ``threshold`` in (0, 1); ``penalty`` >= 0
-    (log-odds; 0 gives ``prob >= threshold``); ``present`` [paragraphs] bool, False for paragraphs that were
-    not encoded (empty): those are flagged and left out of the chain. Ties go to boilerplate, as with the
-    threshold rule. Raises ValueError for a negative penalty, or a penalty over 0 with a threshold outside
-    (0, 1)."""
+    ``prob``: boilerplate probabilities [paragraphs] in [0, 1]; ``threshold`` in (0, 1); ``penalty`` a finite
+    number >= 0 (log-odds; 0 gives ``prob >= threshold``); ``present`` [paragraphs] bool, False for paragraphs
+    that were not encoded (empty): those are flagged and left out of the chain; ``forced`` [paragraphs] bool,
+    True for paragraphs known to be boilerplate whatever their score (``newstagger tag --site-repeat``: lines
+    an outlet repeats across its articles), which stay in the chain, so that their neighbours are decoded
+    knowing it. Ties go to boilerplate, as with the threshold rule. Raises ValueError for a penalty that is not
+    a finite number >= 0, a penalty over 0 with a threshold outside (0, 1), or masks of another length."""
     prob = np.asarray(prob, dtype=np.float64).reshape(-1)
-    present = np.ones(len(prob), dtype=bool) if present is None else np.asarray(present, dtype=bool).reshape(-1)
-    if len(present) != len(prob):
-        raise ValueError(f"present: {len(present)} values for {len(prob)} paragraphs")
-    if not penalty >= 0:
-        raise ValueError(f"penalty: must be at least 0, not {penalty!r}")
-    flags = (prob >= threshold) | ~present
+    masks = []
+    for name, mask, default in (("present", present, True), ("forced", forced, False)):
+        mask = np.full(len(prob), default) if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
+        if len(mask) != len(prob):
+            raise ValueError(f"{name}: {len(mask)} values for {len(prob)} paragraphs")
+        masks.append(mask)
+    present, forced = masks
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float, np.integer, np.floating)) \
+            or not 0 <= penalty < np.inf:
+        raise ValueError(f"penalty: must be a finite number >= 0, not {penalty!r}")
+    flags = (prob >= threshold) | ~present | forced
     where = np.flatnonzero(present)
     if penalty == 0 or len(where) < 2:
         return flags
@@ -49,6 +56,7 @@ def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None) -> 
         raise ValueError(f"threshold: must be inside (0, 1) with a penalty over 0, not {threshold!r}")
     p = np.clip(prob[where], EPS, 1 - EPS)
     unary = np.stack([np.log1p(-p) - np.log1p(-threshold), np.log(p) - np.log(threshold)], axis=1)  # [n, 2]
+    unary[forced[where], 0] = -np.inf  # a forced paragraph cannot be content
     n = len(p)
     best = unary[0].copy()  # best score of a path ending in content (0) / boilerplate (1)
     came_from = np.zeros((n, 2), dtype=np.int8)

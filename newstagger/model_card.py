@@ -138,8 +138,8 @@ or `newstagger tag --model {final_dir} articles.jsonl --output tags.jsonl`.
   kept out of the topics).{origin}
 - Decision rule (thresholds tuned on validation to maximise F1): {topic_rule}; boilerplate
   {model_config.boilerplate_threshold:.3f}, decoded over the whole article with a transition penalty of
-  {getattr(model_config, 'boilerplate_transition_penalty', 0.0):g} (log-odds a paragraph's flag must beat to
-  switch between content and boilerplate; 0 decides each paragraph on its own).
+  {getattr(model_config, 'boilerplate_transition_penalty', 0.0):g} (the log-odds cost of each switch between
+  content and boilerplate; 0 decides each paragraph on its own).
 
 ## Training
 

@@ -113,7 +113,7 @@ def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> Folde
     penalty = config.get("boilerplate_transition_penalty", 0.0)
     if (isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty)
             or penalty < 0):
-        raise ModelFolderError(f"{path}: boilerplate_transition_penalty: {penalty!r} is not a number >= 0")
+        raise ModelFolderError(f"{path}: boilerplate_transition_penalty: {penalty!r} is not a finite number >= 0")
     if penalty > 0 and not 0 < bp < 1:
         raise ModelFolderError(f"{path}: boilerplate_threshold: {bp!r} must be inside (0, 1) when "
                                "boilerplate_transition_penalty is over 0")

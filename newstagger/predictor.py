@@ -62,6 +62,19 @@ class ArticleScores(NamedTuple):
     present: np.ndarray  # [paragraphs] bool, False for an empty paragraph (never encoded, always flagged)
 
 
+def _number(name: str, value, low: float, high: float) -> float:
+    """``value`` as a float in [low, high) (or [low, high] for a finite high); ValueError naming ``name``
+    for anything else (a bool, a string, NaN, out of range), as config.json's checks would."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if ok:
+        value = float(value)
+        ok = low <= value <= high and value != np.inf
+    if not ok:
+        bound = f"in [{low:g}, {high:g}]" if np.isfinite(high) else f"a finite number >= {low:g}"
+        raise ValueError(f"{name}: must be {bound}, not {value!r}")
+    return value
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -x.astype(np.float64))).astype(np.float32)
 
@@ -154,7 +167,7 @@ class Predictor:
 
     @boilerplate_threshold.setter
     def boilerplate_threshold(self, value: float) -> None:
-        self.config.boilerplate_threshold = float(value)
+        self.config.boilerplate_threshold = _number("boilerplate_threshold", value, 0.0, 1.0)
 
     @property
     def boilerplate_transition_penalty(self) -> float:
@@ -164,17 +177,14 @@ class Predictor:
 
     @boilerplate_transition_penalty.setter
     def boilerplate_transition_penalty(self, value: float) -> None:
-        value = float(value)
-        if not value >= 0 or value == float("inf"):
-            raise ValueError(f"boilerplate_transition_penalty: must be a number >= 0, not {value!r}")
-        self.config.boilerplate_transition_penalty = value
+        self.config.boilerplate_transition_penalty = _number("boilerplate_transition_penalty", value, 0.0, np.inf)
 
-    def decode(self, boilerplate_prob, present=None) -> np.ndarray:
-        """Flags [paragraphs] bool of one article from its boilerplate probabilities [paragraphs] and the mask
-        of encoded paragraphs [paragraphs] (newstagger.decoding.decode_flags), at this Predictor's threshold
-        and transition penalty."""
+    def decode(self, boilerplate_prob, present=None, forced=None) -> np.ndarray:
+        """Flags [paragraphs] bool of one article from its boilerplate probabilities [paragraphs], the mask
+        of encoded paragraphs and that of paragraphs known to be boilerplate (newstagger.decoding.decode_flags),
+        at this Predictor's threshold and transition penalty."""
         return decode_flags(boilerplate_prob, self.boilerplate_threshold, self.boilerplate_transition_penalty,
-                            present)
+                            present, forced)
 
     @property
     def single_label(self) -> bool:

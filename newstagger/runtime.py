@@ -218,10 +218,12 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
         if manifest is None or not (export / manifest.get("heads", "")).is_file():
             raise ExportError(f"{export}: no ONNX export of this model: run `newstagger export --onnx "
                               f"--model {folder}` first (it needs torch; running it does not)")
-        if manifest.get("heads_format", 1) != HEADS_FORMAT:
-            raise ExportError(f"{export / manifest['heads']}: written by an older newstagger (heads format "
-                              f"{manifest.get('heads_format', 1)}, this one reads {HEADS_FORMAT}): run `newstagger "
-                              f"export --onnx --model {folder}` again")
+        heads_format = manifest.get("heads_format", 1)  # exports before the key took the threshold: format 1
+        if heads_format != HEADS_FORMAT or isinstance(heads_format, bool):
+            by = ("an older newstagger" if isinstance(heads_format, int) and heads_format < HEADS_FORMAT
+                  else "another newstagger")
+            raise ExportError(f"{export / manifest['heads']}: written by {by} (heads format {heads_format!r}, this "
+                              f"one reads {HEADS_FORMAT}): run `newstagger export --onnx --model {folder}` again")
         encoder = OnnxEncoder(export / manifest.get("encoder", ENCODER), manifest, threads, micro_batch, device)
         return Backend("onnx", encoder, onnx_heads(export / manifest["heads"], threads, device))
 

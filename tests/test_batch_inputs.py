@@ -449,17 +449,46 @@ def test_site_repeat_pushes_paragraphs_repeated_within_a_source(predictor, sourc
                 assert q["score"] == pytest.approx(0.5 + p["score"] / 2, abs=1e-5)
             else:
                 assert q["score"] == p["score"]
-        # the article's flags are decoded again from the pushed scores, as the Predictor decodes them
+        # the article's flags are decoded again from the pushed scores, the repeated line fixed as boilerplate
         scores = np.array([q["score"] for q in after["paragraphs"]])
         encoded = np.array([bool(text.strip()) for text in row["paragraphs"]])
-        assert [q["boilerplate"] for q in after["paragraphs"]] == predictor.decode(scores, encoded).tolist()
-        if row["outlet"] == "B":
+        forced = np.arange(len(scores)) == (last if row["outlet"] == "A" else -1)
+        assert [q["boilerplate"] for q in after["paragraphs"]] == predictor.decode(scores, encoded, forced).tolist()
+        if row["outlet"] == "A":
+            assert after["paragraphs"][last]["boilerplate"]
+        else:
             assert after["paragraphs"] == before["paragraphs"]
         content = [row["paragraphs"][q["index"]] for q in after["paragraphs"] if not q["boilerplate"]]
         assert after["clean_text"] == "\n\n".join(content)
         assert after["topics"] == before["topics"]  # topics are left as the model gave them
         for label, indices in after["evidence"].items():
             assert not any(after["paragraphs"][i]["boilerplate"] for i in indices)
+
+
+def test_site_repeat_flags_a_lone_repeated_line_and_an_article_left_without_content_gets_no_topic(
+        predictor, source_records, tmp_path):
+    """A repeated line amid reporting is flagged whatever the transition penalty (a lone paragraph would
+    otherwise need a score near 1), and an article whose every paragraph recurs across the source ends with
+    no topic and topic scores of 0, as the Predictor tags an article without content."""
+    saved, predictor.boilerplate_transition_penalty = predictor.boilerplate_transition_penalty, 4.0
+    try:
+        shared = source_records[0]["paragraphs"][:3]
+        rows = [{"id": f"r{i}", "outlet": "A", "title": source_records[i]["title"],
+                 "paragraphs": shared + source_records[i]["paragraphs"][:2]} for i in range(1, 4)]
+        rows.append({"id": "all-repeated", "outlet": "A", "title": source_records[0]["title"], "paragraphs": shared})
+        rows[0]["paragraphs"].insert(4, "Story continues below.")  # a lone line, repeated in three articles
+        rows[1]["paragraphs"].insert(4, "Story continues below.")
+        rows[2]["paragraphs"].insert(4, "Story continues below.")
+        inputs = write_lines(tmp_path / "in.jsonl", rows)
+        _, pushed = tag(predictor, [inputs], tmp_path, site_repeat=True, site_repeat_min=3)
+    finally:
+        predictor.boilerplate_transition_penalty = saved
+    for record in pushed[:3]:  # the shared reporting (0-2) and the lone line (4), between two own paragraphs
+        flags = [p["boilerplate"] for p in record["paragraphs"]]
+        assert flags[:3] == [True] * 3 and flags[4], flags
+    last = pushed[3]
+    assert all(p["boilerplate"] for p in last["paragraphs"]) and last["clean_text"] == ""
+    assert last["topics"] == [] and last["evidence"] == {} and set(last["topic_scores"].values()) == {0.0}
 
 
 # -- output safety (nothing is destroyed, nothing is read back) -----------------------------------

@@ -92,3 +92,17 @@ def test_the_penalty_tuned_is_the_smallest_near_the_best_f1():
     assert best_transition_penalty(plain, 0.5) == 0.0
     assert best_transition_penalty([(np.zeros(3, dtype=int), np.array([.1, .2, .3]), np.ones(3, dtype=bool))],
                                    0.5) == 0.0
+
+
+def test_forced_paragraphs_are_boilerplate_and_their_neighbours_are_decoded_knowing_it():
+    prob = np.array([0.02, 0.3, 0.4, 0.9, 0.02])
+    assert not decode_flags(prob, 0.5, 2.0).any()  # 0.9 alone amid content is not sure enough at penalty 2
+    forced = np.array([False, True, False, False, False])
+    # the forced line is flagged, and the two after it join it: a block now, not a lone paragraph
+    assert decode_flags(prob, 0.5, 2.0, forced=forced).tolist() == [False, True, True, True, False]
+    assert decode_flags(prob, 0.5, 0.0, forced=forced).tolist() == [False, True, False, True, False]
+    with pytest.raises(ValueError, match="forced: 2 values for 5 paragraphs"):
+        decode_flags(prob, 0.5, 1.0, forced=[True, False])
+    for bad in (float("inf"), float("nan"), "2", True):
+        with pytest.raises(ValueError, match="penalty: must be a finite number >= 0"):
+            decode_flags(prob, 0.5, bad)

@@ -142,9 +142,10 @@ def test_a_missing_threshold_is_refused_not_taken_as_one_half(folder, changes, m
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"boilerplate_transition_penalty": -1}, "config.json: boilerplate_transition_penalty: -1 is not a number >= 0"),
-    ({"boilerplate_transition_penalty": "2"}, "config.json: boilerplate_transition_penalty: '2' is not a number"),
-    ({"boilerplate_transition_penalty": True}, "config.json: boilerplate_transition_penalty: True is not a number"),
+    ({"boilerplate_transition_penalty": -1}, "config.json: boilerplate_transition_penalty: -1 is not a finite number >= 0"),
+    ({"boilerplate_transition_penalty": "2"}, "config.json: boilerplate_transition_penalty: '2' is not a finite number"),
+    ({"boilerplate_transition_penalty": True}, "config.json: boilerplate_transition_penalty: True is not a finite"),
+    ({"boilerplate_transition_penalty": float("inf")}, "config.json: boilerplate_transition_penalty: inf is not a finite"),
     ({"boilerplate_transition_penalty": 2.0, "boilerplate_threshold": 1.0},
      r"config.json: boilerplate_threshold: 1.0 must be inside \(0, 1\) when boilerplate_transition_penalty is over 0"),
 ])

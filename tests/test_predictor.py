@@ -153,9 +153,12 @@ def test_flags_are_decoded_over_the_article_and_keep_topics_off_them(tiny_model_
         assert not any(result.boilerplate[i] for indices in result.evidence.values() for i in indices)
         assert result.clean_text == "\n\n".join(p for p, f in zip(article.paragraphs, want) if not f)
     assert switched > 0  # the penalty decided some paragraphs against their own score
-    for bad in (-1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="boilerplate_transition_penalty: must be a number >= 0"):
+    for bad in (-1.0, float("nan"), float("inf"), "2", True, None):
+        with pytest.raises(ValueError, match="boilerplate_transition_penalty: must be a finite number >= 0"):
             predictor.boilerplate_transition_penalty = bad
+    for bad in (-0.1, 1.5, float("nan"), "0.5", False):
+        with pytest.raises(ValueError, match=r"boilerplate_threshold: must be in \[0, 1\]"):
+            predictor.boilerplate_threshold = bad
     assert predictor.boilerplate_transition_penalty == 1.0
     with torch.no_grad():
         out = predictor.model(**pack_articles(predictor.tokenizer, articles, None, predictor.config.max_paragraph_tokens))
