@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.scored import cell  # noqa: E402
+from bench.scored import cell, report  # noqa: E402
 
 
 def measure(model: str, eval_file: str, backend: str = "torch") -> dict:
@@ -33,45 +33,30 @@ def measure(model: str, eval_file: str, backend: str = "torch") -> dict:
 
     from newstagger.data import load_articles
     from newstagger.decoding import PENALTIES
-    from newstagger.metrics import evaluate_articles
     from newstagger.predictor import Predictor
 
     predictor = Predictor.from_pretrained(model, backend=backend)
     tuned = predictor.boilerplate_transition_penalty
     articles = load_articles(eval_file, predictor.labels).articles
-    vectors = _paragraph_vectors(predictor, articles)
+    score = _encoding_once(predictor, articles)
     rows = {}
-    plain = None
+    plain = None  # the flags at penalty 0, the first of the sorted penalties
     for penalty in sorted(set(PENALTIES) | {tuned}):
         predictor.boilerplate_transition_penalty = penalty
-        scores = vectors(predictor)
+        scores = score()
         flags = np.concatenate([s.flags for s in scores]) if scores else np.zeros(0, dtype=bool)
-        plain = flags if penalty == 0 else plain
-        report = evaluate_articles(_Fixed(predictor, scores), articles)
-        bp = report["boilerplate"]
+        plain = flags if plain is None else plain
+        r = report(predictor, articles, scores)  # metrics' own rules, at the predictor's thresholds
+        bp = r["boilerplate"]
         rows[penalty] = {"precision": bp["precision"], "recall": bp["recall"], "f1": bp["f1"],
-                         "topic_macro_f1": report["topics"]["macro_f1"],
-                         "changed": int(np.sum(flags != plain)) if plain is not None else 0}
+                         "topic_macro_f1": r["topics"]["macro_f1"], "changed": int(np.sum(flags != plain))}
     return {"model": model, "eval": eval_file, "threshold": predictor.boilerplate_threshold, "tuned": tuned,
             "rows": rows}
 
 
-class _Fixed:
-    """The Predictor, with scores already computed for the articles evaluate_articles will ask about."""
-
-    def __init__(self, predictor, scores):
-        self._predictor, self._scores = predictor, scores
-
-    def __getattr__(self, name):
-        return getattr(self._predictor, name)
-
-    def score(self, articles):
-        return self._scores
-
-
-def _paragraph_vectors(predictor, articles):
-    """A function predictor -> its ArticleScores of ``articles``, encoding them once: the heads and the
-    decoding run again at the predictor's current penalty, the encoder does not."""
+def _encoding_once(predictor, articles):
+    """A function () -> the predictor's ArticleScores of ``articles``, whose encoder passes are computed on
+    the first call and reused: the heads and the decoding run again at the predictor's current penalty."""
     encode = predictor.engine.encode
     cache = {}
 
@@ -81,12 +66,12 @@ def _paragraph_vectors(predictor, articles):
             cache[key] = encode(input_ids, attention_mask)
         return cache[key]
 
-    def run(p):
-        p.engine.encode = cached
+    def run():
+        predictor.engine.encode = cached
         try:
-            return p.score(articles)
+            return predictor.score(articles)
         finally:
-            p.engine.encode = encode
+            predictor.engine.encode = encode
 
     return run
 

@@ -83,7 +83,7 @@ def measure(backend: str, model_dir: str, eval_file: str, threads: int, repeat: 
     def run():
         if backend == "naive":
             return naive_scores(predictor, articles)
-        return [(s.topics, s.boilerplate) for s in predictor.score(articles)]
+        return predictor.score(articles)  # ArticleScores: the flags as the Predictor decoded them
 
     if backend != "naive":
         predictor.score(articles[:4])  # warm-up: first-call allocations and graph set-up
