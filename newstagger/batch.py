@@ -379,6 +379,10 @@ def check_output(output: str | None, inputs: Sequence[str], resume: bool, overwr
         raise InputError(f"{output}: its folder {parent} does not exist")
     if not os.access(parent, os.W_OK) and not (path.exists() and os.access(path, os.W_OK)):
         raise InputError(f"{output}: cannot write there (permission denied)")
+    if path.exists() and not path.is_file():  # a device or a pipe (/dev/null, a FIFO): a stream, as stdout is
+        if resume:
+            raise InputError(f"{output}: not a regular file (a device or a pipe): there is nothing to resume")
+        return path
     if path.exists():
         if not (resume or overwrite):
             raise InputError(f"{output}: already exists; pass --resume to continue it or --overwrite to replace it")

@@ -7,8 +7,10 @@ tagged records are the Predictor's own results, not just that something was writ
 
 import io
 import json
+import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -370,6 +372,25 @@ def test_existing_output_needs_resume_or_overwrite(predictor, source_records, tm
         tag_files(predictor, [str(inputs)], inputs, overwrite=True, progress=False)
     tag_files(predictor, [str(inputs)], output, overwrite=True, progress=False)
     assert [r["id"] for r in read_jsonl(output)] == [r["id"] for r in source_records[:3]]
+
+
+def test_an_existing_device_or_pipe_is_written_as_a_stream(predictor, source_records, tmp_path):
+    # /dev/null and a named pipe exist but hold nothing to protect or resume: written like stdout
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:3])
+    counts = tag_files(predictor, [str(inputs)], Path(os.devnull), progress=False)
+    assert (counts.records, counts.errors) == (3, 0)
+    assert not Path(os.devnull + ".run.json").exists()  # no run record beside a device
+    with pytest.raises(InputError, match="not a regular file .*nothing to resume"):
+        tag_files(predictor, [str(inputs)], Path(os.devnull), resume=True, progress=False)
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = {}
+    reader = threading.Thread(target=lambda: got.setdefault("data", fifo.read_bytes()))
+    reader.start()
+    tag_files(predictor, [str(inputs)], fifo, progress=False)
+    reader.join(60)
+    assert [json.loads(line)["id"] for line in got["data"].splitlines()] == [r["id"] for r in source_records[:3]]
 
 
 def test_resume_refuses_an_output_of_other_inputs(predictor, source_records, tmp_path):
