@@ -14,7 +14,17 @@ algorithm; jusText's "context-sensitive" pass is a hand-written version of the s
 so that ``penalty`` 0 is exactly the per-paragraph rule ``p_i >= threshold``, and a larger penalty needs a
 paragraph to be surer of itself (log-odds beyond the threshold's by more than 2 x penalty for one paragraph
 alone) to break a run. Empty paragraphs (never encoded, flagged) are left out of the chain, so they do not
-split a run. The threshold and the penalty are tuned on the validation split (metrics.tune_thresholds) and
+split a run.
+
+One constraint: the decoding never takes an article's last reporting away. When the per-paragraph rule finds
+any content (a present, not forced paragraph under the threshold), the decoded flags keep at least one
+content paragraph. Without it, the switches that a one-paragraph brief followed by a copyright line (or a lone
+story between a menu and an appeal) cannot avoid made "all boilerplate" the cheapest reading, and the article
+lost its text and its topics; a page that is furniture throughout (every paragraph over the threshold) is
+still all boilerplate. The chain gets a third state for it: boilerplate before any content, boilerplate after
+some, and content; the path must end in one of the last two.
+
+The threshold and the penalty are tuned on the validation split (metrics.tune_thresholds) and
 saved in the model's config.json (``boilerplate_threshold``, ``boilerplate_transition_penalty``).
 """
 
@@ -55,19 +65,28 @@ def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, for
     if not 0 < threshold < 1:
         raise ValueError(f"threshold: must be inside (0, 1) with a penalty over 0, not {threshold!r}")
     p = np.clip(prob[where], EPS, 1 - EPS)
-    unary = np.stack([np.log1p(-p) - np.log1p(-threshold), np.log(p) - np.log(threshold)], axis=1)  # [n, 2]
-    unary[forced[where], 0] = -np.inf  # a forced paragraph cannot be content
+    content_u = np.log1p(-p) - np.log1p(-threshold)
+    content_u[forced[where]] = -np.inf  # a forced paragraph cannot be content
+    boiler_u = np.log(p) - np.log(threshold)
+    # States: 0 content, 1 boilerplate before any content, 2 boilerplate after some content.
     n = len(p)
-    best = unary[0].copy()  # best score of a path ending in content (0) / boilerplate (1)
-    came_from = np.zeros((n, 2), dtype=np.int8)
+    best = np.array([content_u[0], boiler_u[0], -np.inf])  # the best score of a path ending in each state
+    came_from = np.zeros((n, 3), dtype=np.int8)
     for i in range(1, n):
-        stay, switch = best, best[::-1] - penalty
-        came_from[i] = np.where(stay >= switch, (0, 1), (1, 0))  # staying wins ties: fewer switches
-        best = np.maximum(stay, switch) + unary[i]
-    state = 1 if best[1] >= best[0] else 0
+        c, b0, b1 = best
+        # staying wins ties (fewer switches); a switch into content comes from the better boilerplate state
+        into_content = (0, c) if c >= max(b0, b1) - penalty else ((1, b0 - penalty) if b0 >= b1 else (2, b1 - penalty))
+        into_after = (2, b1) if b1 >= c - penalty else (0, c - penalty)
+        came_from[i] = (into_content[0], 1, into_after[0])
+        best = np.array([into_content[1] + content_u[i], b0 + boiler_u[i], into_after[1] + boiler_u[i]])
+    if not np.any(~forced[where] & (p < threshold)):  # no paragraph is content on its own: all boilerplate may be
+        ends = (2, 1, 0)
+    else:
+        ends = (2, 0)
+    state = max(ends, key=lambda s: best[s])  # ties go to boilerplate (the first of ends)
     path = np.empty(n, dtype=bool)
     for i in range(n - 1, -1, -1):
-        path[i] = state == 1
+        path[i] = state != 0
         state = came_from[i, state]
     flags[where] = path
     return flags

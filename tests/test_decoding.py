@@ -11,12 +11,16 @@ from newstagger.metrics import best_transition_penalty
 
 def brute_force(prob, threshold, penalty):
     """The flags that maximise the decoding objective, by trying every assignment (ties: fewer switches,
-    then more boilerplate, which is what the Viterbi pass picks for the cases drawn below)."""
+    then more boilerplate, which is what the Viterbi pass picks for the cases drawn below), among those that
+    keep a content paragraph when any paragraph is under the threshold on its own."""
     prob = np.clip(np.asarray(prob, dtype=np.float64), 1e-7, 1 - 1e-7)
     up, down = np.log(prob / threshold), np.log((1 - prob) / (1 - threshold))
+    must_keep_content = bool(np.any(prob < threshold))
     best, best_flags = -np.inf, None
     for flags in itertools.product((False, True), repeat=len(prob)):
         f = np.array(flags)
+        if must_keep_content and f.all():
+            continue
         value = np.where(f, up, down).sum() - penalty * np.sum(f[1:] != f[:-1])
         if value > best + 1e-12:
             best, best_flags = value, f
@@ -54,11 +58,29 @@ def test_an_unsure_paragraph_inside_an_appeal_joins_it_and_a_sure_subhead_stays_
     assert decode_flags(story, 0.45, 2.0).tolist() == [False, False, False, False, True, False]
 
 
+def test_the_decoding_never_takes_the_last_reporting_paragraph_away():
+    # a one-paragraph brief (0.3) and its copyright line: one switch cannot be avoided, and must not make
+    # "all boilerplate" the cheapest reading
+    assert decode_flags(np.array([0.3, 1.0]), 0.5, 1.0).tolist() == [False, True]
+    # a short story between a menu and an appeal: its best paragraph stays content, the unsure one joins the appeal
+    page = np.array([0.99, 0.95, 0.35, 0.55, 0.97, 0.99])
+    assert decode_flags(page, 0.5, 4.0).tolist() == [True, True, False, True, True, True]
+    # the same line inside a longer story is decoded as before: it joins the furniture around it
+    story = np.array([0.01, 0.02, 0.03, 0.99, 0.4, 0.99])
+    assert decode_flags(story, 0.5, 2.0).tolist() == [False, False, False, True, True, True]
+    # furniture throughout (every paragraph over the threshold on its own) is still all boilerplate
+    assert decode_flags(np.array([0.6, 0.9, 0.55]), 0.5, 2.0).all()
+    # forced lines and empty paragraphs are not content of their own
+    assert decode_flags(np.array([0.2, 0.9]), 0.5, 2.0, forced=np.array([True, False])).all()
+    assert decode_flags(np.array([0.2, 0.9, 0.9]), 0.5, 2.0, present=np.array([False, True, True])).all()
+
+
 def test_empty_paragraphs_are_flagged_and_do_not_split_a_run():
-    prob = np.array([0.9, 1.0, 0.3, 0.95])
-    present = np.array([True, False, True, True])
+    # the story, then an appeal whose unsure middle paragraph (0.3) sits after an empty slot: it joins the appeal
+    prob = np.array([0.05, 0.9, 1.0, 0.3, 0.95])
+    present = np.array([True, True, False, True, True])
     flags = decode_flags(prob, 0.5, 2.0, present)
-    assert flags.tolist() == [True, True, True, True]
+    assert flags.tolist() == [False, True, True, True, True]
     # an empty slot between two content paragraphs is flagged (never encoded) but does not split them
     content = decode_flags(np.array([0.1, 1.0, 0.1]), 0.5, 2.0, np.array([True, False, True]))
     assert content.tolist() == [False, True, False]
