@@ -321,7 +321,13 @@ class NewsTaggerModel(PreTrainedModel):
         content segment counts it twice. Evidence: each segment's logit, softmaxed over the article."""
         segment_logits = self.topic_segment(values).float()  # [batch, segments, labels]
         scores = segment_logits + torch.log(content.clamp(min=1e-4)).unsqueeze(-1)
-        scores = scores.masked_fill(~segment_mask.unsqueeze(-1), -1e4)
+        usable = segment_mask
+        if not self.training:
+            # A paragraph flagged as boilerplate (content weight 0) is no segment at all, like padding: as the
+            # second of two it pulled a one-paragraph brief's topic down by half its logit less 4.6 (a
+            # copyright line after a lone paragraph took its press_freedom from 1.0 to 0.01).
+            usable = segment_mask & (content > 0)
+        scores = scores.masked_fill(~usable.unsqueeze(-1), -1e4)
         k = min(2, scores.shape[1])
         top = scores.topk(k, dim=1).values  # [batch, k, labels]
         if k == 2:

@@ -105,9 +105,11 @@ QUANTIZATIONS = ("per-token", "per-token-mixed", "per-token-qkv-fp32", "per-chun
 # graph is reused only if it was built by the same recipe, the same quantization and the same weights.
 # (A cache entry left by an older recipe under the same weights once cost 0.024 topic F1 in CI.)
 GRAPH_RECIPE = 2
-# The heads graph's inputs. 2: the decoded content flags (newstagger.decoding), where 1 took the boilerplate
-# threshold and thresholded inside the graph; an export of another format must be written again.
-HEADS_FORMAT = 2
+# The heads graph's inputs and rules. 2: the decoded content flags (newstagger.decoding), where 1 took the
+# boilerplate threshold and thresholded inside the graph; 3: a flagged paragraph is no topic segment at all
+# (model._top2_topics), where 2 let it be the second of a one-paragraph brief's two. An export of another
+# format must be written again.
+HEADS_FORMAT = 3
 DEFAULT_QUANTIZATION = "per-token-qkv-fp32"
 MICRO_BATCH_OF = {"per-token": None, "per-token-mixed": None, "per-token-qkv-fp32": None, "per-chunk": 1,
                   "fp32": None}  # the micro-batch a graph must run at (None: any)

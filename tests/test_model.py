@@ -158,6 +158,24 @@ def test_top2_topic_logit_is_the_mean_of_the_two_best_content_segments(model):
     assert (out.topic_logits[0] < segment.max(dim=0).values).all()
 
 
+def test_top2_a_lone_content_paragraph_counts_twice_whatever_is_flagged_beside_it(model):
+    """An untitled brief: one content paragraph, then furniture. The flagged paragraphs are no segments at all,
+    so the brief's logits are its paragraph's own, as without them (a copyright line used to be the second of
+    the two, and took the brief's topic away)."""
+    model.eval()
+    torch.manual_seed(2)
+    vectors = torch.randn(1, 4, 32)
+    alone = torch.tensor([[False, True, False, False]])  # no title, the brief's paragraph
+    with_furniture = torch.tensor([[False, True, True, True]])  # ... and two lines after it
+    content = torch.tensor([[True, False, False]])  # decoded: the two lines are boilerplate
+    with torch.no_grad():
+        segment = model.topic_segment(model.topic_norm(vectors))[0, 1]  # [labels]
+        brief = model.heads(vectors, alone, content=torch.tensor([[True, False, False]])).topic_logits[0]
+        dressed = model.heads(vectors, with_furniture, content=content).topic_logits[0]
+    torch.testing.assert_close(brief, segment, atol=1e-5, rtol=0)
+    torch.testing.assert_close(dressed, segment, atol=1e-5, rtol=0)
+
+
 def test_mean_pooling_is_the_content_mean_and_ignores_flagged_paragraphs(tokenizer):
     """topic_pooling "mean": the article's logit is the mean over its content segments; a paragraph out of
     the content (flagged boilerplate) does not move it, however strong its own logit."""

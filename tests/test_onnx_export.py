@@ -219,9 +219,12 @@ def test_a_missing_or_stale_export_is_refused(onnx_dir, tmp_path):
     manifest = json.loads((older / "onnx" / "manifest.json").read_text())
     del manifest["heads_format"]
     (older / "onnx" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ExportError, match=r"older newstagger \(heads format 1, this one reads 2\): run `newstagger export"):
+    with pytest.raises(ExportError, match=r"older newstagger \(heads format 1, this one reads 3\): run `newstagger export"):
         Predictor.from_pretrained(older, backend="onnx")
-    for other in (3, "2", None):  # a newer export, or a manifest edited by hand
+    (older / "onnx" / "manifest.json").write_text(json.dumps({**manifest, "heads_format": 2}))  # a flagged second segment
+    with pytest.raises(ExportError, match=r"older newstagger \(heads format 2, this one reads 3\)"):
+        Predictor.from_pretrained(older, backend="onnx")
+    for other in (4, "3", None):  # a newer export, or a manifest edited by hand
         (older / "onnx" / "manifest.json").write_text(json.dumps({**manifest, "heads_format": other}))
         with pytest.raises(ExportError, match=rf"another newstagger \(heads format {re.escape(repr(other))}, this one"):
             Predictor.from_pretrained(older, backend="onnx")
