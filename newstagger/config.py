@@ -122,6 +122,9 @@ class TrainingConfig:
     # share of training articles in which a bank photo credit is run into a short reporting paragraph, which
     # stays content: a descriptive caption with a credit appended (data.run_in_credit)
     caption_credit_probability: float = 0.0
+    # share of training views cut to a brief of one to three reporting paragraphs, title half of the time, for
+    # the boilerplate task only (data.crop_to_brief): wire briefs and short pages are content too
+    brief_probability: float = 0.0
     boilerplate_bank: str | None = "data/source/boilerplate_bank.jsonl"
     # a training article carrying a structural kind (the corpus's `structures` key, e.g. table_rows) that
     # fewer than this many training articles carry is seen up to 3 times an epoch, the copies for the
@@ -207,7 +210,7 @@ DICT_FIELDS = ("random_encoder", "trainer")
 NOT_THE_MODEL = ("output_dir", "keep_checkpoints")
 # options added after models were trained, with the value that leaves training as it was: out of the
 # fingerprint at that value, so a model trained before the option existed is still the config's model
-ADDED_OFF = {"caption_credit_probability": 0.0, "freeze_embeddings": False, "attention_dropout": None}
+ADDED_OFF = {"caption_credit_probability": 0.0, "brief_probability": 0.0, "freeze_embeddings": False, "attention_dropout": None}
 PATH_FIELDS = ("train_file", "validation_file", "test_file", "output_dir", "init_from", "boilerplate_bank",
                "vector_cache_dir")
 
@@ -318,7 +321,7 @@ _AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "encoder_micro_batch": 1, "m
              "max_positions": 1, "context_layers": 1, "context_heads": 1, "logging_steps": 1,
              "save_total_limit": 1, "num_threads": 1, "freeze_encoder_layers": 0, "early_stopping_patience": 0}
 _UNIT = ("dropout", "validation_share", "augment_probability", "mix_probability", "title_echo_probability",
-         "caption_credit_probability", "attention_dropout")
+         "caption_credit_probability", "brief_probability", "attention_dropout")
 _CHOICES = {"encoder_mode": ("finetune", "frozen"), "vector_encoder": ("torch", "int8"),
             "problem_type": ("multi_label_classification", "single_label_classification", "auto")}
 

@@ -272,6 +272,30 @@ def run_in_credit(article: Article, credits: Sequence[str], rng: random.Random, 
                    dict(article.extra))
 
 
+def crop_to_brief(article: Article, rng: random.Random, max_paragraphs: int = 3) -> Article:
+    """``article`` cut to a brief: one to ``max_paragraphs`` consecutive reporting paragraphs (its furniture
+    dropped), with its title half of the time.
+
+    Real corpora hold wire briefs, news alerts and pages an extractor cut short: one or two paragraphs of
+    reporting, often with nothing else or only a copyright line. The written articles are eight paragraphs
+    and more, so a lone paragraph, whose relation features (similarity to the rest of the article and to
+    its neighbours) are all zero, looked like furniture: one-paragraph diplomacy briefs were flagged whole
+    and lost their topic. The brief keeps its flags (all content; the augmenter may dress it again with an
+    outlet's furniture) but not its topics (``topics=None``: no topic loss), since a topic of the whole
+    article need not be reported in the paragraphs kept. Unchanged without flags or reporting paragraphs.
+    """
+    if article.boilerplate is None:
+        return article
+    reporting = [p for p, flag in zip(article.paragraphs, article.boilerplate) if not flag and p.strip()]
+    if not reporting:
+        return article
+    size = min(len(reporting), rng.choice([1, 1, 2, max_paragraphs]))
+    start = rng.randrange(len(reporting) - size + 1)
+    kept = reporting[start:start + size]
+    title = article.title if rng.random() < 0.5 else ""
+    return Article(article.id, kept, title, [0] * len(kept), None, dict(article.extra))
+
+
 def oversample_rare_structures(articles: Sequence[Article], below: int, max_repeat: int = 3) -> list[Article]:
     """``articles``, each one that carries a rare structural kind followed by copies for the boilerplate task.
 

@@ -24,7 +24,7 @@ from transformers import (AutoConfig, AutoTokenizer, EarlyStoppingCallback, Prin
                           TrainerCallback, TrainingArguments, set_seed)
 
 from .config import NOT_THE_MODEL, ConfigError, TrainingConfig, resolve_base_model
-from .data import (Article, BoilerplateAugmenter, echo_title, load_articles, load_bank, mix_articles, run_in_credit,
+from .data import (Article, BoilerplateAugmenter, crop_to_brief, echo_title, load_articles, load_bank, mix_articles, run_in_credit,
                    oversample_rare_structures)
 from .metrics import evaluate_articles, evaluation_report, format_report, single_label_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors, set_attention_dropout
@@ -39,14 +39,15 @@ FINGERPRINT_FILE = "training_config.json"
 
 
 class ArticleDataset(torch.utils.data.Dataset):
-    """Training or evaluation articles; for training, optionally mixed with another article's reporting
-    and re-dressed with bank boilerplate, with its title echoed as a boilerplate paragraph, and with a photo
-    credit run into a short reporting paragraph (see data.mix_articles, data.BoilerplateAugmenter,
-    data.echo_title and data.run_in_credit)."""
+    """Training or evaluation articles; for training, optionally cut to a brief or mixed with another
+    article's reporting, re-dressed with bank boilerplate, with its title echoed as a boilerplate paragraph,
+    and with a photo credit run into a short reporting paragraph (see data.crop_to_brief, data.mix_articles,
+    data.BoilerplateAugmenter, data.echo_title and data.run_in_credit)."""
 
     def __init__(self, articles: list[Article], augment=None, mix_probability: float = 0.0, seed: int = 0,
                  seen_ids_file: str | None = None, title_echo_probability: float = 0.0,
-                 mix_partners: list[Article] | None = None, caption_credit_probability: float = 0.0):
+                 mix_partners: list[Article] | None = None, caption_credit_probability: float = 0.0,
+                 brief_probability: float = 0.0):
         self.articles = articles
         # whose reporting is mixed in: the training articles themselves, not the flags-only copies of
         # oversample_rare_structures (a copy has no topics, so a mix with it would have none either)
@@ -55,6 +56,7 @@ class ArticleDataset(torch.utils.data.Dataset):
         self.mix_probability = mix_probability
         self.title_echo_probability = title_echo_probability
         self.caption_credit_probability = caption_credit_probability
+        self.brief_probability = brief_probability
         self.rng = random.Random(seed)
         self.seen_ids_file = seen_ids_file  # when set, every id read is appended (to check DDP sharding)
 
@@ -66,7 +68,9 @@ class ArticleDataset(torch.utils.data.Dataset):
         if self.seen_ids_file:
             with open(self.seen_ids_file, "a", encoding="utf-8") as f:
                 f.write(article.id + "\n")
-        if self.mix_probability and self.rng.random() < self.mix_probability:
+        if self.brief_probability and self.rng.random() < self.brief_probability:
+            article = crop_to_brief(article, self.rng)  # a brief is not mixed: it stays short
+        elif self.mix_probability and self.rng.random() < self.mix_probability:
             article = mix_articles(article, self.rng.choice(self.mix_partners), self.rng)
         article = self.augment(article) if self.augment else article
         if self.title_echo_probability and self.rng.random() < self.title_echo_probability:
@@ -467,7 +471,8 @@ def training_dataset(config: TrainingConfig, train_articles: list[Article], rank
                           seed=config.seed + rank, seen_ids_file=seen_ids_file,
                           title_echo_probability=config.title_echo_probability if augment else 0.0,
                           mix_partners=train_articles,
-                          caption_credit_probability=config.caption_credit_probability if augment else 0.0)
+                          caption_credit_probability=config.caption_credit_probability if augment else 0.0,
+                          brief_probability=config.brief_probability if augment else 0.0)
 
 
 def train(config: TrainingConfig, resume: bool | str = False, skip_if_trained: bool = False) -> Path:

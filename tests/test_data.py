@@ -2,11 +2,12 @@
 corpus's counts and split hygiene."""
 
 import json
+import random
 from collections import Counter
 
 import pytest
 
-from newstagger.data import (Article, BoilerplateAugmenter, DataError, attach_boilerplate,
+from newstagger.data import (Article, BoilerplateAugmenter, DataError, attach_boilerplate, crop_to_brief,
                              bank_units, corpus_counts, load_articles, load_bank)
 from newstagger.inputs import Columns
 
@@ -208,7 +209,6 @@ def test_corpus_build_is_deterministic(root, tmp_path):
 
 
 def test_attach_keeps_blocks_whole_and_flags_what_it_adds(root):
-    import random
 
     bank = load_bank(root / "data" / "source" / "boilerplate_bank.jsonl")
     units = bank_units(bank)
@@ -230,7 +230,6 @@ def test_attach_keeps_blocks_whole_and_flags_what_it_adds(root):
 
 
 def test_mixing_adds_the_other_articles_reporting_and_unions_topics():
-    import random
 
     from newstagger.data import mix_articles
 
@@ -248,7 +247,6 @@ def test_mixing_adds_the_other_articles_reporting_and_unions_topics():
 
 
 def test_mixing_keeps_unknown_labels_unknown():
-    import random
 
     from newstagger.data import mix_articles
 
@@ -312,7 +310,6 @@ def test_oversampling_repeats_articles_of_rare_structural_kinds_only():
 
 
 def test_echo_title_repeats_the_headline_as_furniture_above_the_reporting():
-    import random
 
     from newstagger.data import echo_title
 
@@ -336,7 +333,6 @@ def test_echo_title_repeats_the_headline_as_furniture_above_the_reporting():
 def test_a_credit_run_into_a_short_reporting_paragraph_keeps_it_content():
     """A caption with a credit appended is content (labelling guide, 6): the paragraph keeps flag 0, only a
     short reporting paragraph takes one, nothing else changes; no flags or no credits: unchanged."""
-    import random
 
     from newstagger.data import run_in_credit
 
@@ -371,6 +367,39 @@ def test_training_runs_credits_of_the_training_outlets_into_captions(root):
     seen = {dataset[0].paragraphs[0] for _ in range(20)}
     assert seen == {f"{a.paragraphs[0]} {credit}" for credit in augmenter.credits}
     assert ArticleDataset([a], augmenter)[0].paragraphs == a.paragraphs  # off by default
+
+
+def test_a_brief_keeps_consecutive_reporting_with_flags_but_no_topics():
+    paragraphs = ["By Ana Lima", "Envoys met in Oslo.", "They agreed a ceasefire.", "Subscribe now.",
+                  "Talks resume in May.", "Fighting went on in the north.", "© Ledger 2026"]
+    a = Article("a", paragraphs, "Oslo talks", [1, 0, 0, 1, 0, 0, 1], ["diplomacy"])
+    reporting = [p for p, f in zip(paragraphs, a.boilerplate) if not f]
+    rng = random.Random(0)
+    sizes, titles = Counter(), Counter()
+    for _ in range(300):
+        brief = crop_to_brief(a, rng)
+        n = len(brief.paragraphs)
+        assert 1 <= n <= 3 and brief.boilerplate == [0] * n and brief.topics is None
+        start = reporting.index(brief.paragraphs[0])
+        assert brief.paragraphs == reporting[start:start + n]  # consecutive reporting, furniture dropped
+        sizes[n] += 1
+        titles[brief.title] += 1
+    assert set(sizes) == {1, 2, 3} and sizes[1] > sizes[3]
+    assert set(titles) == {"Oslo talks", ""}
+    assert a.paragraphs == paragraphs and a.topics == ["diplomacy"]  # the input is not modified
+    unflagged = Article("u", ["Envoys arrive."], "", None, ["diplomacy"])
+    assert crop_to_brief(unflagged, rng) is unflagged
+    furniture = Article("f", ["Subscribe now."], "", [1], [])
+    assert crop_to_brief(furniture, rng) is furniture
+
+
+def test_training_cuts_briefs_only_when_asked():
+    from newstagger.training import ArticleDataset
+
+    a = Article("a", [f"Paragraph {i} of the talks." for i in range(8)], "Talks", [0] * 8, ["diplomacy"])
+    briefs = ArticleDataset([a], brief_probability=1.0)
+    assert all(len(briefs[0].paragraphs) <= 3 and briefs[0].topics is None for _ in range(20))
+    assert ArticleDataset([a])[0] is a  # off by default
 
 
 def test_a_record_without_any_label_points_to_label_column(tmp_path):
