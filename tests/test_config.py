@@ -113,11 +113,13 @@ def test_the_fingerprint_names_the_model_not_where_it_is_written(default):
     # a lever added later leaves the models trained before it alone while it is off
     for off, on in (("caption_credit_probability=0", "caption_credit_probability=0.2"),
                     ("freeze_embeddings=false", "freeze_embeddings=true"),
-                    ("attention_dropout=null", "attention_dropout=0"),
-                    ("brief_probability=0", "brief_probability=0.15")):
+                    ("attention_dropout=null", "attention_dropout=0")):
         assert load_config(default, [off]).fingerprint(["abc"]) == config.fingerprint(["abc"]), off
         assert load_config(default, [on]).fingerprint(["abc"]) != config.fingerprint(["abc"]), on
     assert load_config(default, ["oversample_rare_structures=20"]).fingerprint(["abc"]) != config.fingerprint(["abc"])
+    # briefs are on in the default: off is another model
+    assert config.brief_probability == 0.15
+    assert load_config(default, ["brief_probability=0"]).fingerprint(["abc"]) != config.fingerprint(["abc"])
     assert config.fingerprint(["abd"]) != config.fingerprint(["abc"])  # other data
 
 

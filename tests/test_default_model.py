@@ -40,10 +40,11 @@ def test_moscow_times_story_is_diplomacy_not_press_freedom(default_model):
     assert not any(result.boilerplate[:8]), result.paragraph_scores  # the report itself is all content
 
 
-# The default model (fp32, AVX2) flags 7 of the 8: the paragraph on silencing independent journalism (0.28) joins
-# the appeal by decoding (newstagger.decoding), but "A Message from The Moscow Times:" (0.22), which opens it,
-# stays content: moving the appeal's start by one paragraph costs no switch, so its own score decides. The
-# model before the fix of mixing partners flagged all 8. Kept as a check so that a fix shows up as XPASS.
+# The default model flags 7 of the 8 (with torch): the paragraph on silencing independent journalism joins the
+# appeal by decoding (newstagger.decoding), but "A Message from The Moscow Times:", which opens it, stays
+# content (0.01 for the default of 2026-12-02 trained with briefs, in bf16; 0.22 for the fp32 one before it):
+# moving the appeal's start by one paragraph costs no switch, so its own score decides. The model before the
+# fix of mixing partners flagged all 8. Kept as a check so that a fix shows up as XPASS.
 @pytest.mark.xfail(reason="the appeal's opening line scores under the threshold (README, Results)", strict=False)
 def test_moscow_times_appeal_is_boilerplate_exactly(default_model):
     paragraphs, result = _moscow(default_model)
@@ -71,6 +72,7 @@ KNOWN_WRONG = {
     "kind-pitches": "a bare list of related headlines in question form after the last paragraph reads as content",
     # the header row and the last two rows (a reporter, her outlet and town) read as a byline "Name | City"
     "kind-table-names": "table rows naming a journalist and an outlet read as bylines",
+    "brief-10": "a court's fine against a newspaper over a column, one paragraph, is not read as press_freedom",
 }
 
 
@@ -83,7 +85,8 @@ def _known(name, *values):
 def test_each_kind_of_real_page_structure(default_model, article):
     """Subheads, lists, table rows, lead-ins, captions and update notes stay content; prose pitches and
     related lists in question form are flagged; a passing line carries no topic; a page of furniture gets
-    none. Articles written for this test, one per kind."""
+    none; briefs of one or two paragraphs keep their reporting and their topic. Articles written for this test,
+    one per kind (the ten briefs were written before the brief views of training were tried)."""
     result = default_model.predict({"title": article["title"], "paragraphs": article["paragraphs"]})
     assert [int(f) for f in result.boilerplate] == article["boilerplate"], (article["kind"], result.paragraph_scores)
     assert sorted(result.topics) == sorted(article["topics"]), (article["kind"], result.topic_scores)
