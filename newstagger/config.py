@@ -210,7 +210,8 @@ DICT_FIELDS = ("random_encoder", "trainer")
 NOT_THE_MODEL = ("output_dir", "keep_checkpoints")
 # options added after models were trained, with the value that leaves training as it was: out of the
 # fingerprint at that value, so a model trained before the option existed is still the config's model
-ADDED_OFF = {"caption_credit_probability": 0.0, "brief_probability": 0.0, "freeze_embeddings": False, "attention_dropout": None}
+ADDED_OFF = {"caption_credit_probability": 0.0, "brief_probability": 0.0, "freeze_embeddings": False,
+             "attention_dropout": None}
 PATH_FIELDS = ("train_file", "validation_file", "test_file", "output_dir", "init_from", "boilerplate_bank",
                "vector_cache_dir")
 

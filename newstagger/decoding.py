@@ -45,8 +45,10 @@ def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, for
     that were not encoded (empty): those are flagged and left out of the chain; ``forced`` [paragraphs] bool,
     True for paragraphs known to be boilerplate whatever their score (``newstagger tag --site-repeat``: lines
     an outlet repeats across its articles), which stay in the chain, so that their neighbours are decoded
-    knowing it. Ties go to boilerplate, as with the threshold rule. Raises ValueError for a penalty that is not
-    a finite number >= 0, a penalty over 0 with a threshold outside (0, 1), or masks of another length."""
+    knowing it. Ties go to boilerplate, as with the threshold rule. At least one paragraph stays content when
+    any present, not forced paragraph is under the threshold (see the module's docstring). Raises ValueError
+    for a penalty that is not a finite number >= 0, a penalty over 0 with a threshold outside (0, 1), or masks
+    of another length."""
     prob = np.asarray(prob, dtype=np.float64).reshape(-1)
     masks = []
     for name, mask, default in (("present", present, True), ("forced", forced, False)):
@@ -75,7 +77,10 @@ def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, for
     for i in range(1, n):
         c, b0, b1 = best
         # staying wins ties (fewer switches); a switch into content comes from the better boilerplate state
-        into_content = (0, c) if c >= max(b0, b1) - penalty else ((1, b0 - penalty) if b0 >= b1 else (2, b1 - penalty))
+        if c >= max(b0, b1) - penalty:
+            into_content = (0, c)
+        else:
+            into_content = (1, b0 - penalty) if b0 >= b1 else (2, b1 - penalty)
         into_after = (2, b1) if b1 >= c - penalty else (0, c - penalty)
         came_from[i] = (into_content[0], 1, into_after[0])
         best = np.array([into_content[1] + content_u[i], b0 + boiler_u[i], into_after[1] + boiler_u[i]])

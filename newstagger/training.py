@@ -24,8 +24,8 @@ from transformers import (AutoConfig, AutoTokenizer, EarlyStoppingCallback, Prin
                           TrainerCallback, TrainingArguments, set_seed)
 
 from .config import NOT_THE_MODEL, ConfigError, TrainingConfig, resolve_base_model
-from .data import (Article, BoilerplateAugmenter, crop_to_brief, echo_title, load_articles, load_bank, mix_articles, run_in_credit,
-                   oversample_rare_structures)
+from .data import (Article, BoilerplateAugmenter, crop_to_brief, echo_title, load_articles, load_bank, mix_articles,
+                   oversample_rare_structures, run_in_credit)
 from .metrics import evaluate_articles, evaluation_report, format_report, single_label_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors, set_attention_dropout
 from .model_card import write_model_card
