@@ -307,7 +307,10 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[st
     hints = typing.get_type_hints(TrainingConfig)  # (HfArgumentParser rewrites the fields' own .type)
     for key in [k for k, v in values.items() if v is None]:  # an explicit null
         if "None" not in str(hints[key]):
-            raise ConfigError(f"config key {key}: null is not allowed (expected {hints[key]})")
+            hint = getattr(hints[key], "__name__", str(hints[key]))
+            kind = {"float": "a number", "int": "a whole number", "bool": "true or false",
+                    "str": "a string"}.get(hint, hint)  # in the YAML's words, not Python's "<class 'float'>"
+            raise ConfigError(f"config key {key}: null is not allowed (expected {kind})")
         setattr(config, key, None)
     for key, value in dicts.items():
         setattr(config, key, value)
