@@ -37,6 +37,13 @@ EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS]: log(0) would make one
 PENALTIES = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
+def is_penalty(value) -> bool:
+    """Whether ``value`` is a transition penalty: a finite number >= 0 (not a bool). The one rule for the
+    decoding, config.json (model_folder) and the Predictor's setter."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and 0 <= value < np.inf)
+
+
 def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, forced=None) -> np.ndarray:
     """Boilerplate flags [paragraphs] bool for one article.
 
@@ -57,8 +64,7 @@ def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, for
             raise ValueError(f"{name}: {len(mask)} values for {len(prob)} paragraphs")
         masks.append(mask)
     present, forced = masks
-    if isinstance(penalty, bool) or not isinstance(penalty, (int, float, np.integer, np.floating)) \
-            or not 0 <= penalty < np.inf:
+    if not is_penalty(penalty):
         raise ValueError(f"penalty: must be a finite number >= 0, not {penalty!r}")
     flags = (prob >= threshold) | ~present | forced
     where = np.flatnonzero(present)
@@ -84,10 +90,8 @@ def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, for
         into_after = (2, b1) if b1 >= c - penalty else (0, c - penalty)
         came_from[i] = (into_content[0], 1, into_after[0])
         best = np.array([into_content[1] + content_u[i], b0 + boiler_u[i], into_after[1] + boiler_u[i]])
-    if not np.any(~forced[where] & (p < threshold)):  # no paragraph is content on its own: all boilerplate may be
-        ends = (2, 1, 0)
-    else:
-        ends = (2, 0)
+    # a path that never left "boilerplate before content" is allowed only when no paragraph is content on its own
+    ends = (2, 0) if np.any(~forced[where] & (p < threshold)) else (2, 1, 0)
     state = max(ends, key=lambda s: best[s])  # ties go to boilerplate (the first of ends)
     path = np.empty(n, dtype=bool)
     for i in range(n - 1, -1, -1):

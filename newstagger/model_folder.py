@@ -26,9 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .decoding import is_penalty
 
 WEIGHTS = "model.safetensors"
 MIN_PARAGRAPH_TOKENS = 8
@@ -51,8 +54,10 @@ class FolderConfig:
     boilerplate_transition_penalty: float = 0.0
 
 
-def _number_in_unit(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def is_unit_number(value) -> bool:
+    """Whether ``value`` is a threshold: a real number in [0, 1] (not a bool, not NaN). The one rule for
+    config.json and the Predictor's setters."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
             and 0.0 <= value <= 1.0)
 
 
@@ -99,7 +104,7 @@ def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> Folde
     for label, value in thresholds.items():
         if label not in labels:
             raise ModelFolderError(f"{path}: topic_thresholds.{label}: not one of the labels {labels}")
-        if not _number_in_unit(value):
+        if not is_unit_number(value):
             raise ModelFolderError(f"{path}: topic_thresholds.{label}: {value!r} is not a number in [0, 1]")
     missing = [label for label in labels if label not in thresholds]
     if missing:
@@ -108,11 +113,10 @@ def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> Folde
     if "boilerplate_threshold" not in config:
         raise ModelFolderError(f"{path}: boilerplate_threshold: missing (a trained model folder has one)")
     bp = config["boilerplate_threshold"]
-    if not _number_in_unit(bp):
+    if not is_unit_number(bp):
         raise ModelFolderError(f"{path}: boilerplate_threshold: {bp!r} is not a number in [0, 1]")
     penalty = config.get("boilerplate_transition_penalty", 0.0)
-    if (isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty)
-            or penalty < 0):
+    if not is_penalty(penalty):
         raise ModelFolderError(f"{path}: boilerplate_transition_penalty: {penalty!r} is not a finite number >= 0")
     if penalty > 0 and not 0 < bp < 1:
         raise ModelFolderError(f"{path}: boilerplate_threshold: {bp!r} must be inside (0, 1) when "

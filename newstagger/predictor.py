@@ -22,9 +22,9 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from .decoding import decode_flags
+from .decoding import decode_flags, is_penalty
 from .inputs import Article, ArticleError, Limits, as_article, split_paragraphs  # noqa: F401 (re-exported)
-from .model_folder import read_model_folder, weights_digest
+from .model_folder import is_unit_number, read_model_folder, weights_digest
 from .hub import resolve_model
 from .packing import ParagraphTokenizer, pool_segments
 from .runtime import BACKENDS, DEFAULT_MICRO_BATCH, Backend, load_backend, torch_backend
@@ -60,19 +60,6 @@ class ArticleScores(NamedTuple):
     evidence: np.ndarray  # [labels, paragraphs] each paragraph's share of a label's score (~0 where flagged)
     flags: np.ndarray  # [paragraphs] bool, boilerplate as decoded (newstagger.decoding)
     present: np.ndarray  # [paragraphs] bool, False for an empty paragraph (never encoded, always flagged)
-
-
-def _number(name: str, value, low: float, high: float) -> float:
-    """``value`` as a float in [low, high) (or [low, high] for a finite high); ValueError naming ``name``
-    for anything else (a bool, a string, NaN, out of range), as config.json's checks would."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    if ok:
-        value = float(value)
-        ok = low <= value <= high and value != np.inf
-    if not ok:
-        bound = f"in [{low:g}, {high:g}]" if np.isfinite(high) else f"a finite number >= {low:g}"
-        raise ValueError(f"{name}: must be {bound}, not {value!r}")
-    return value
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -167,7 +154,9 @@ class Predictor:
 
     @boilerplate_threshold.setter
     def boilerplate_threshold(self, value: float) -> None:
-        self.config.boilerplate_threshold = _number("boilerplate_threshold", value, 0.0, 1.0)
+        if not is_unit_number(value):
+            raise ValueError(f"boilerplate_threshold: must be in [0, 1], not {value!r}")
+        self.config.boilerplate_threshold = float(value)
 
     @property
     def boilerplate_transition_penalty(self) -> float:
@@ -177,7 +166,9 @@ class Predictor:
 
     @boilerplate_transition_penalty.setter
     def boilerplate_transition_penalty(self, value: float) -> None:
-        self.config.boilerplate_transition_penalty = _number("boilerplate_transition_penalty", value, 0.0, np.inf)
+        if not is_penalty(value):
+            raise ValueError(f"boilerplate_transition_penalty: must be a finite number >= 0, not {value!r}")
+        self.config.boilerplate_transition_penalty = float(value)
 
     def decode(self, boilerplate_prob, present=None, forced=None) -> np.ndarray:
         """Flags [paragraphs] bool of one article from its boilerplate probabilities [paragraphs], the mask
