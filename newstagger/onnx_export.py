@@ -78,7 +78,7 @@ The int8 encoder (chosen by measurement, bench/bench_predict.py and ../shared/no
     fp32 side path costs ~10% and two topic decisions of a small label flip (macro-F1 -0.02). Smoothing only
     the outlier channels (instead of splitting them off) was worse than none (val mean 0.0010).
   * One whole layer in fp32, tried 2026-12-02 and not adopted (the speed budget to 300 paragraphs/s allows
-    about one layer's O, up and down back in fp32). On data/validation.jsonl, runs/default of 2026-12-01,
+    about one layer's O, up and down back in fp32). On data/validation.jsonl, runs/default of 2026-12-02,
     largest / mean |Δtopic| against torch fp32: default 0.037 / 0.00081; layer 0 in fp32 0.045 / 0.00101,
     1: 0.079 / 0.00126, 2: 0.032 / 0.00096, 3: 0.038 / 0.00086, 4: 0.029 / 0.00090, 5: 0.036 / 0.00082.
     No layer holds the error: removing one layer's rounding moves the largest change as much as any other
