@@ -292,6 +292,20 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[st
         if unknown:
             raise ConfigError(f"{where}: unknown config keys: {_near_misses(unknown, names)} (`newstagger train "
                               "--help` lists the keys; trainer.KEY=value sets a TrainingArguments option)")
+    # where each key's value came from, so that a bad value names its file (or the command line)
+    origin = {**{k: str(path) for k in file_keys}, **{k: "override" for k in given if not k.startswith("trainer.")}}
+    try:
+        return _build(values, trainer)
+    except ConfigError as e:
+        key = re.match(r"config key (\w+)", str(e))
+        if key and key.group(1) in origin:
+            raise ConfigError(f"{origin[key.group(1)]}: {e}") from None
+        raise
+
+
+def _build(values: dict, trainer: dict) -> TrainingConfig:
+    """The TrainingConfig of ``values`` (known keys only); ConfigError naming the key for a value of the
+    wrong type, a null where one is not allowed, or one out of range."""
     dicts = {}
     for key in DICT_FIELDS:
         if key in values and values[key] is not None and not isinstance(values[key], dict):

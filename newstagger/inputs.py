@@ -431,6 +431,14 @@ def _too_long(n_bytes: int, limits: Limits, what: str = "line") -> ArticleError:
                         "(max_line_bytes)")
 
 
+def json_reason(e: json.JSONDecodeError, with_line: bool = False) -> str:
+    """json's message with where it failed: "Unterminated string starting at column 22" (``with_line``:
+    "at line 3 column 22", for a body that may span lines). json's own "Invalid control character at" loses
+    its dangling "at"."""
+    where = f"line {e.lineno} column {e.colno}" if with_line else f"column {e.colno}"
+    return f"{e.msg.removesuffix(' at')} at {where}"
+
+
 def parse_json_record(raw: bytes, first: bool = False):
     """A JSON object from one line of bytes, or the ArticleError that says why not."""
     try:
@@ -445,8 +453,7 @@ def parse_json_record(raw: bytes, first: bool = False):
         hint = _PRETTY_HINT if first and text.strip() in ("[", "{") else ""
         if not hint and e.msg == "Extra data" and "\r" in text:  # old Mac line ends: every record on one line
             hint = " (lines end in CR alone; JSON Lines needs LF or CRLF line ends)"
-        reason = e.msg.removesuffix(" at")  # json's own "Invalid control character at"
-        return ArticleError(f"record: invalid JSON ({reason} at column {e.colno}){hint}")
+        return ArticleError(f"record: invalid JSON ({json_reason(e)}){hint}")
     except RecursionError:
         return ArticleError("record: JSON nested too deeply")
     except ValueError as e:  # e.g. an integer of more than 4300 digits

@@ -43,7 +43,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline  # FastAPI with the docs pages' scripts served locally
 from starlette.requests import ClientDisconnect
 
-from .inputs import ArticleError, InputError, Limits
+from .inputs import ArticleError, InputError, Limits, json_reason
 
 log = logging.getLogger("newstagger.serve")
 OPTIONS_ENV = "NEWSTAGGER_SERVE_OPTIONS"  # how `--workers N` hands the options to each worker process
@@ -263,7 +263,9 @@ def create_app(predictor, options: ServeOptions):
             try:
                 body = json.loads(raw)
             except (UnicodeDecodeError, ValueError, RecursionError) as e:
-                reason = "too deeply nested" if isinstance(e, RecursionError) else str(e).split(":")[0]
+                reason = ("too deeply nested" if isinstance(e, RecursionError)
+                          else json_reason(e, with_line=True) if isinstance(e, json.JSONDecodeError)
+                          else str(e).split(":")[0])  # e.g. an integer of more than 4300 digits
                 if isinstance(e, UnicodeDecodeError):  # whatever charset the request declares (RFC 8259)
                     reason = f"not UTF-8: byte {raw[e.start:e.start + 1]!r} at {e.start}; JSON is sent as UTF-8"
                 raise HttpError(400, f"body: not valid JSON ({reason})") from None

@@ -56,6 +56,16 @@ def test_wrong_overrides_name_the_key_value_and_type(default, override, words):
         load_config(default, [override])
 
 
+def test_a_bad_value_names_where_it_came_from(default, tmp_path):
+    """A value of the wrong type or range names its YAML file, or "override" for the command line's."""
+    (tmp_path / "c.yaml").write_text(default.read_text() + "epochs: abc\ndropout: 3\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'c.yaml'}: config key epochs: invalid float")):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=re.escape("override: config key dropout: must be in [0, 1], not 3.0")):
+        load_config(default, ["dropout=3"])
+    assert load_config(tmp_path / "c.yaml", ["epochs=2", "dropout=0.2"]).epochs == 2.0  # the override wins
+
+
 def test_attention_dropout_may_be_null_for_the_base_models_own(default):
     assert load_config(default, ["attention_dropout=null"]).attention_dropout is None
     assert load_config(default, ["attention_dropout=0.05"]).attention_dropout == 0.05

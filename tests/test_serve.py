@@ -91,6 +91,7 @@ def test_one_article_and_a_list_give_the_predictors_records(server, local):
 
 @pytest.mark.parametrize("raw, status, message", [
     (b"{not json", 400, "body: not valid JSON"),
+    (b'{"id": "a",\n "text": "oops', 400, "body: not valid JSON (Unterminated string starting at line 2 column 10)"),
     (b"[" * 100_000 + b"]" * 100_000, 400, "body: not valid JSON"),
     (b"", 400, "body: not valid JSON"),
     (b"\xff\xfe", 400, "body: not valid JSON"),
