@@ -276,13 +276,17 @@ def _paragraphs(record: dict, columns: Columns) -> list[str]:
         if isinstance(value, str):
             raise ArticleError(f"{name}: expected a list of paragraph strings, got str")
     if isinstance(value, str):
-        return split_paragraphs(_text(value, name))
-    if isinstance(value, (list, tuple)):
+        paragraphs = split_paragraphs(_text(value, name))
+    elif isinstance(value, (list, tuple)):
         bad = next((i for i, p in enumerate(value) if not isinstance(p, str)), None)
         if bad is not None:
             raise ArticleError(f"{name}: expected a list of strings (item {bad} is {_type(value[bad])})")
-        return [_text(p, name) for p in value]
-    raise ArticleError(f"{name}: expected a text or a list of paragraph strings, got {_type(value)}")
+        paragraphs = [_text(p, name) for p in value]
+    else:
+        raise ArticleError(f"{name}: expected a text or a list of paragraph strings, got {_type(value)}")
+    if not any(p.strip() for p in paragraphs):  # named as the user named the field (--text-column body)
+        raise ArticleError(f"{name}: the article has no non-empty paragraph")
+    return paragraphs
 
 
 def parse_labels(value, name: str = "topics") -> list[str] | None:
@@ -338,8 +342,6 @@ def article_from_record(record, position: Position | None = None, columns: Colum
         elif not isinstance(title, str):
             raise ArticleError(f"title: expected a string, got {_type(title)}")
         paragraphs = _paragraphs(record, columns)
-        if not any(p.strip() for p in paragraphs):
-            raise ArticleError("paragraphs: the article has no non-empty paragraph")
         used = {columns.text or "paragraphs", "text", "paragraphs", "title", columns.id or "id"}
         article = Article(id=rid, paragraphs=paragraphs, title=_text(title, "title"))
         if labelled:
@@ -377,7 +379,8 @@ def as_article(obj, default_id: str | None = None, limits: Limits | None = None)
     else:
         raise ArticleError(f"article: expected a string, a list of paragraphs or a dict, got {_type(obj)}")
     if not any(p.strip() for p in article.paragraphs):
-        raise ArticleError("paragraphs: the article has no non-empty paragraph")
+        field = "text" if isinstance(obj, str) else "paragraphs"  # a string is the article's text
+        raise ArticleError(f"{field}: the article has no non-empty paragraph")
     if limits is not None:
         limits.check(article)
     return article

@@ -261,7 +261,7 @@ def test_each_malformed_record_gives_an_error_record_and_nothing_is_lost(tiny_mo
     expected_errors = {
         "messy.jsonl:2": "2: record: invalid JSON",
         "no-text": "3: text: missing",
-        "blank": "4: paragraphs: the article has no non-empty paragraph",
+        "blank": "4: text: the article has no non-empty paragraph",
         "zero": "5: paragraphs: the article has no non-empty paragraph",
         "huge": "7: paragraphs: 5000 paragraphs, over the limit of 1000",
         "long": "8: paragraphs: a paragraph of 200000 characters, over the limit of 50000",

@@ -29,7 +29,7 @@ def test_every_article_form_gives_the_same_result(predictor):
     assert split_paragraphs("a\n\n  \n\nb\nc") == ["a", "b c"]
 
 
-@pytest.mark.parametrize("bad, field", [("", "paragraphs"), ([], "paragraphs"), ({"id": "x"}, "text"),
+@pytest.mark.parametrize("bad, field", [("", "text"), ([], "paragraphs"), ({"id": "x"}, "text"),
                                         ({"text": 5}, "text"), (3.5, "article"), (["ok", 4], "paragraphs"),
                                         ({"text": "a", "title": ["t"]}, "title"), ("\ud800 x", "text")])
 def test_bad_articles_raise_a_clear_error(predictor, bad, field):
