@@ -68,7 +68,7 @@ def label_problems(article: Article, labels: Sequence[str] | None, require_label
         if labels is not None:
             unknown = [t for t in article.topics if t not in labels]
             if unknown:
-                problems.append((label_field, f"unknown label {unknown[0]!r} (configured: {', '.join(labels)})"))
+                problems.append((label_field, f"unknown label {unknown[0]!r} (known labels: {', '.join(labels)})"))
         if len(set(article.topics)) != len(article.topics):
             problems.append((label_field, "a label is listed twice"))
     return problems

@@ -63,7 +63,7 @@ def test_check_exit_codes(tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith(f"{empty}: no articles (an empty file?)")
     assert cli.main(["check", str(bad), "--labels", "diplomacy,sanctions"]) == cli.EXIT_RECORD_ERRORS
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"{bad}:2: topics: unknown label 'weather' (configured: diplomacy, sanctions)",
+    assert err == [f"{bad}:2: topics: unknown label 'weather' (known labels: diplomacy, sanctions)",
                    f"{bad}:3: record: invalid JSON (Expecting property name enclosed in double quotes at column 2)"]
     assert cli.main(["check", str(tmp_path / "absent.jsonl")]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.strip() == f"newstagger check: error: {tmp_path / 'absent.jsonl'}: no such file or folder"
