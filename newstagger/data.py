@@ -84,8 +84,9 @@ def load_articles(
 ) -> LoadResult:
     """Read and validate every record of a file (or folder) through newstagger.inputs.
 
-    strict: raise DataError at the first bad record. Lenient (strict=False): skip bad records and
-    return them in ``LoadResult.problems``. Duplicate ids are errors either way (the later one is bad).
+    strict: raise DataError listing every bad record (the first 20 in its message), after reading the whole
+    file, so one run shows them all. Lenient (strict=False): skip bad records and return them in
+    ``LoadResult.problems``. Duplicate ids are errors either way (the later one is bad).
     Raises DataError too for a file that cannot be read at all.
     """
     try:
@@ -103,12 +104,12 @@ def load_articles(
                 found = [f"{position}: {columns.id or 'id'}: duplicate id {item.id!r} (first on line "
                          f"{seen_ids[item.id]})"]
         if found:
-            if strict:
-                raise DataError(found)
             problems.extend(found)
             continue
         seen_ids[item.id] = position.row
         articles.append(item)
+    if strict and problems:
+        raise DataError(problems)
     return LoadResult(articles, problems)
 
 

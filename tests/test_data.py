@@ -55,8 +55,9 @@ def test_bad_json_non_utf8_and_duplicate_ids_name_the_line(tmp_path):
     assert result.problems[1] == f"{path}:3: id: duplicate id 'a1' (first on line 1)"
     assert result.problems[2].startswith(f"{path}:4: record: not valid UTF-8")
     assert "3 problems" in result.summary()
-    with pytest.raises(DataError, match=":2: record: invalid JSON"):
+    with pytest.raises(DataError, match=":2: record: invalid JSON") as err:
         load_articles(path, strict=True)
+    assert err.value.problems == result.problems  # strict lists every bad record too, not the first alone
 
 
 def test_labels_come_from_the_config(tmp_path):
