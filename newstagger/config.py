@@ -255,7 +255,8 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: Sequence[st
     (a command line: the CLI) is refused.
 
     Raises ConfigError naming the key for an unknown key, a value of the wrong type (``epochs=abc``), an
-    unknown TrainingArguments option under ``trainer``, or an unreadable file."""
+    unknown TrainingArguments option under ``trainer``, or an unreadable file; a bad value's message starts
+    with where it came from (the YAML file's path, or "override")."""
     values: dict = {}
     if path is not None:
         try:
