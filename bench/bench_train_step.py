@@ -54,7 +54,7 @@ def measure(config_path: str, overrides: list[str], steps: int, warmup: int) -> 
     base = resolve_base_model(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
     has_flags = any(a.boilerplate is not None for a in train)
-    model = new_model(config, list(config.labels), resolve_problem_type(config.problem_type, train), base,
+    model = new_model(config, list(config.labels), resolve_problem_type(config.problem_type, train, list(config.labels)), base,
                       has_flags).train()
     dataset = training_dataset(config, train)
     collate = ArticleCollator(tokenizer, list(config.labels), config.max_paragraph_tokens)

@@ -56,9 +56,11 @@ class LoadResult:
 
 
 def label_problems(article: Article, labels: Sequence[str] | None, require_labels: bool,
-                   label_field: str = "topics") -> list[tuple[str, str]]:
+                   label_field: str = "topics", single_label: bool = False) -> list[tuple[str, str]]:
     """Every (field, problem) of one article's labels. ``labels=None`` accepts any topic name. Partial
-    labels are fine: topics only, boilerplate flags only, or both (the flags' form is checked on reading)."""
+    labels are fine: topics only, boilerplate flags only, or both (the flags' form is checked on reading).
+    ``single_label``: labelled topics must hold exactly one label (a single-label model has no way to say
+    "none" or "two": scored or trained as its likeliest label, such an article would count as the first)."""
     problems = []
     if require_labels and article.topics is None and article.boilerplate is None:
         hint = " (labels in a column of another name: --label-column NAME)" if label_field == "topics" else ""
@@ -71,6 +73,9 @@ def label_problems(article: Article, labels: Sequence[str] | None, require_label
                 problems.append((label_field, f"unknown label {unknown[0]!r} (known labels: {', '.join(labels)})"))
         if len(set(article.topics)) != len(article.topics):
             problems.append((label_field, "a label is listed twice"))
+        elif single_label and len(article.topics) != 1:
+            problems.append((label_field, f"{len(article.topics)} labels: a single-label model takes exactly one "
+                                          "per article (train a multi-label model for articles with none or several)"))
     return problems
 
 
@@ -81,12 +86,14 @@ def load_articles(
     require_labels: bool = True,
     columns: Columns = Columns(),
     limits: Limits = Limits(),
+    single_label: bool = False,
 ) -> LoadResult:
     """Read and validate every record of a file (or folder) through newstagger.inputs.
 
     strict: raise DataError listing every bad record (the first 20 in its message), after reading the whole
     file, so one run shows them all. Lenient (strict=False): skip bad records and return them in
-    ``LoadResult.problems``. Duplicate ids are errors either way (the later one is bad).
+    ``LoadResult.problems``. Duplicate ids are errors either way (the later one is bad). ``single_label``:
+    an article with topics must have exactly one (label_problems).
     Raises DataError too for a file that cannot be read at all.
     """
     try:
@@ -99,7 +106,7 @@ def load_articles(
             found = [str(item)]
         else:
             found = [f"{position}: {f}: {p}" for f, p in label_problems(item, labels, require_labels,
-                                                                          columns.label_field)]
+                                                                          columns.label_field, single_label)]
             if not found and item.id in seen_ids:
                 found = [f"{position}: {columns.id or 'id'}: duplicate id {item.id!r} (first on line "
                          f"{seen_ids[item.id]})"]

@@ -44,7 +44,7 @@ def evaluate(options: EvaluateOptions) -> tuple[dict, int]:
                                num_threads=options.num_threads, limits=options.limits, device=options.device)
     # Records with topics only, or flags only, are scored on what they have (metrics.score_split)
     articles = load_articles(options.data, predictor.labels, columns=options.columns, limits=options.limits,
-                             require_labels=False).articles
+                             require_labels=False, single_label=predictor.single_label).articles
     if not articles:  # every score would be 0.000: not a result
         raise InputError(f"{options.data}: no articles to evaluate")
     unlabelled = [a.id for a in articles if a.topics is None and a.boilerplate is None]

