@@ -950,11 +950,14 @@ def _check_columns(name: str, names: list[str], columns: Columns) -> None:
     if twice is not None:
         raise InputError(f"{name}: the header names column {twice!r} twice")
     if columns.text is not None and columns.text not in names:
-        raise InputError(f"{name}: no column {columns.text!r} for --text-column (columns: {shown})")
+        raise InputError(f"{name}: no column {columns.text!r} (the text column: text_column, --text-column); "
+                         f"its columns: {shown}")
     if columns.text is None and "text" not in names and "paragraphs" not in names:
         raise InputError(f"{name}: no 'text' or 'paragraphs' column; name the text column with "
-                         f"--text-column (columns: {shown})")
+                         f"text_column or --text-column (its columns: {shown})")
     if columns.id is not None and columns.id not in names:
-        raise InputError(f"{name}: no column {columns.id!r} for --id-column (columns: {shown})")
+        raise InputError(f"{name}: no column {columns.id!r} (the id column: id_column, --id-column); "
+                         f"its columns: {shown}")
     if columns.label is not None and columns.label not in names:
-        raise InputError(f"{name}: no column {columns.label!r} for --label-column (columns: {shown})")
+        raise InputError(f"{name}: no column {columns.label!r} (the label column: label_column, --label-column); "
+                         f"its columns: {shown}")

@@ -320,7 +320,7 @@ def test_unreadable_inputs_are_refused_naming_the_file(tiny_model_dir, tmp_path,
 def test_wrong_text_column_is_refused(tiny_model_dir, tmp_path):
     path = tmp_path / "c.csv"
     path.write_text("id,body\n1,hello\n")
-    with pytest.raises(InputError, match=r"c\.csv: no column 'content' for --text-column \(columns: id, body\)"):
+    with pytest.raises(InputError, match=r"c\.csv: no column 'content' \(the text column: text_column, --text-column\); its columns: id, body"):
         tag_files(tiny_model_dir, [str(path)], None, text_column="content", progress=False)
 
 

@@ -94,7 +94,7 @@ def test_user_csv_with_text_label_and_id_columns(tmp_path):
                                                 ["Text"]]
     assert [a.topics for a in articles] == [["diplomacy"], ["sanctions", "diplomacy"], [], ["press_freedom"]]
     assert all(a.boilerplate is None for a in articles)
-    with pytest.raises(DataError, match=r"mine\.csv: no column 'label' for --label-column"):
+    with pytest.raises(DataError, match=r"mine\.csv: no column 'label' \(the label column: label_column, --label-column\)"):
         load_articles(tmp_path / "mine.csv", columns=Columns(text="body", label="label"))
     bad = tmp_path / "bad.csv"
     bad.write_text('body,topic\nFine.,weather\n', encoding="utf-8")

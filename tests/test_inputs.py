@@ -340,10 +340,10 @@ def test_a_named_id_column_that_a_record_lacks_is_an_error_record(tmp_path):
     assert [i.id for _, i in iter_articles([str(path)])] == ["a", "c.jsonl:2", "c.jsonl:3"]  # no column named
     table = tmp_path / "t.parquet"
     pq.write_table(pa.table({"id": ["p1"], "text": ["x"]}), table)
-    with pytest.raises(InputError, match=r"t\.parquet: no column 'url' for --id-column"):
+    with pytest.raises(InputError, match=r"t\.parquet: no column 'url' \(the id column: id_column, --id-column\)"):
         check_inputs([str(table)], Columns(id="url"))
     (tmp_path / "t.csv").write_text("id,text\nc1,x\n")
-    with pytest.raises(InputError, match=r"t\.csv: no column 'url' for --id-column"):
+    with pytest.raises(InputError, match=r"t\.csv: no column 'url' \(the id column"):
         check_inputs([str(tmp_path / "t.csv")], Columns(id="url"))
 
 
