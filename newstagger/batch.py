@@ -123,6 +123,8 @@ class RunSummary:
     startup_seconds: float = 0.0  # Ray: connecting to or starting Ray
     first_error: str | None = None  # the output's first (an earlier run's, resumed), shown so a failure is seen
     blank_lines: int = 0  # blank lines of JSONL inputs: not records, so they have no output record (BlankLines)
+    duplicate_ids: int = 0  # local engine: records of this run whose id an earlier record of this run has
+    first_duplicate: str | None = None
     output: str = ""
     skipped: bool = False  # Ray: the output folder was already complete, by this model and options
     options: dict = field(default_factory=dict)
@@ -146,6 +148,9 @@ class RunSummary:
             line += f" (start-up {self.startup_seconds:.1f} s not included)"
         if self.first_error:
             line += f"; first error: {self.first_error}"
+        if self.duplicate_ids:  # the inputs' own ids, kept as given; but a join by id would mix these records
+            line += (f"; {self.duplicate_ids} record{'s' if self.duplicate_ids > 1 else ''} repeat an earlier "
+                     f"record's id (the first: {self.first_duplicate!r}): a join of outputs to inputs by id would mix them")
         if self.blank_lines:  # why an output has fewer records than its input has lines
             line += (f"; {self.blank_lines} blank line{'s' if self.blank_lines > 1 else ''} skipped "
                      "(not records: join outputs to inputs by id)")
@@ -697,6 +702,7 @@ def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummar
     bar = tqdm(total=None if total is None else total - summary.resumed, unit=" articles", desc="tagging",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     started = time.perf_counter()
+    seen = set()  # hashes of this run's ids (8 bytes of key each, not the ids: a run may hold millions)
     try:
         while True:
             chunk = [item for _, item in zip(range(options.chunk_size), items)]
@@ -721,6 +727,11 @@ def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummar
                     summary.paragraphs += len(result.paragraphs)
                     record = result.to_record()
                 summary.records += 1
+                key = hash(record["id"])
+                if key in seen:
+                    summary.duplicate_ids += 1
+                    summary.first_duplicate = summary.first_duplicate or record["id"]
+                seen.add(key)
                 out.write(format_pretty(result, record["id"], error).encode("utf-8") if options.pretty
                           else json_line(record))
             out.sync()

@@ -90,6 +90,21 @@ def test_jsonl_records_with_text_get_line_ids(predictor, tmp_path):
     assert [len(r["paragraphs"]) for r in out] == [2, 3, 1]
 
 
+def test_summary_says_when_ids_repeat(predictor, tmp_path):
+    """Found by a user trial: train, check and evaluate refuse a repeated id, tag kept it silently. Tagging
+    keeps every record (one output per input), and the summary says a join by id would mix them."""
+    table = tmp_path / "dup.csv"
+    table.write_text("id,text\na1,One.\na2,Two.\na1,Three.\na2,Four.\n,Five.\n", encoding="utf-8")
+    counts, out = tag(predictor, [table], tmp_path)
+    assert [r["id"] for r in out] == ["a1", "a2", "a1", "a2", "dup.csv:6"]
+    assert counts.duplicate_ids == 2
+    assert "; 2 records repeat an earlier record's id (the first: 'a1'): a join of outputs to inputs by id" \
+        in counts.summary()
+    table.write_text("id,text\na1,One.\na2,Two.\n", encoding="utf-8")
+    counts, _ = tag(predictor, [table], tmp_path)
+    assert counts.duplicate_ids == 0 and "repeat" not in counts.summary()
+
+
 def test_summary_says_how_many_blank_lines_were_skipped(predictor, source_records, tmp_path):
     """Blank JSONL lines are not records: the summary says how many there were, so that an output with fewer
     records than its input has lines is explained (a resumed run counts the earlier run's part too)."""
