@@ -156,13 +156,23 @@ class LogLines(TrainerCallback):
                        state.epoch or 0, values)
 
 
-def infer_labels(articles: list[Article]) -> list[str]:
-    """The labels of a training set, most frequent first; prints their counts."""
+def infer_labels(articles: list[Article], source: str = "train_file") -> list[str]:
+    """The labels of a training set, most frequent first; prints their counts. Raises DataError for two
+    labels that differ only in case or spaces ("Climate", "climate "): almost surely one label spelt two ways,
+    which would train as two (labels=[...] given explicitly takes them as written)."""
     from collections import Counter
 
     counts = Counter(t for a in articles for t in (a.topics or []))
     if not counts:
         return []
+    spellings = {}
+    for label in counts:
+        spellings.setdefault(" ".join(label.split()).casefold(), []).append(label)
+    clashes = [names for names in spellings.values() if len(names) > 1]
+    if clashes:
+        raise DataError([f"{source}: topics: labels {' and '.join(map(repr, names))} differ only in case or spaces "
+                         f"({', '.join(f'{counts[n]} article' + 's' * (counts[n] != 1) for n in names)}): spell them one way, or name both "
+                         "in labels=[...] if they are two labels" for names in clashes])
     print(f"labels inferred from the training data ({len(counts)}):")
     for label, n in counts.most_common():
         print(f"  {label:<30}{n:>7}")
@@ -576,7 +586,7 @@ def _train(config: TrainingConfig, resume: bool | str, skip_if_trained: bool) ->
     if not train_articles:
         raise DataError([f"{config.train_file}: no articles (an empty file, or a header or blank lines only)"])
     if labels is None:
-        labels = infer_labels(train_articles)
+        labels = infer_labels(train_articles, config.train_file)
         config = dataclasses.replace(config, labels=labels)
     problem_type = resolve_problem_type(config.problem_type, train_articles, labels)
     single = problem_type == "single_label_classification"

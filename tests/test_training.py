@@ -743,3 +743,14 @@ def test_model_card_names_the_encoder_init_from_carries_not_the_unused_base_mode
     # a started-from folder without a record (e.g. from the Hub) is named by itself
     card = _card(tmp_path, {"validation": _report()}, init_from=str(tmp_path / "hub-model"))
     assert card.data.base_model == "hub-model"
+
+
+def test_inferred_labels_that_differ_only_in_case_are_refused():
+    """Found by a user trial: `Climate` beside `climate` silently trained a third label."""
+    from newstagger.training import infer_labels
+
+    articles = [Article(f"a{i}", ["p"], "", None, [t]) for i, t in enumerate(["climate", "Climate ", "health", "climate"])]
+    with pytest.raises(DataError, match=r"my\.csv: topics: labels 'climate' and 'Climate ' differ only in case or "
+                                        r"spaces \(2 articles, 1 article\)"):
+        infer_labels(articles, "my.csv")
+    assert sorted(infer_labels(articles[2:])) == ["climate", "health"]
