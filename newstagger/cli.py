@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -57,6 +58,20 @@ def _whole(low: int, high: int | None = None):
         if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], not {value}" if high is not None
                                              else f"must be at least {low}, not {value}")
+        return value
+    return parse
+
+
+def _seconds(low: float, strictly: bool):
+    """An argparse type: a finite number over ``low`` (``strictly``) or at least ``low``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if not math.isfinite(value) or value < low or (strictly and value == low):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'over' if strictly else 'of at least'} "
+                                             f"{low:g}, not {text}")
         return value
     return parse
 
@@ -206,12 +221,15 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_whole(1), default=1, help="processes, each with its own Predictor "
                                                               "(default %(default)s)")
     serve.add_argument("--max-batch", type=_whole(1), default=64, help="articles per Predictor call (default %(default)s)")
-    serve.add_argument("--batch-wait-ms", type=float, default=5.0,
+    serve.add_argument("--batch-wait-ms", type=_seconds(0, strictly=False), default=5.0,
                        help="how long a batch waits for more articles (default %(default)s)")
     serve.add_argument("--max-queue", type=_whole(1), default=4096, help="articles waiting at most (default %(default)s)")
     serve.add_argument("--max-articles", type=_whole(1), default=256, help="articles per request (default %(default)s)")
     serve.add_argument("--max-body-bytes", type=_whole(1), default=8 << 20, help="(default %(default)s)")
-    serve.add_argument("--timeout-s", type=float, default=60.0, help="(default %(default)s)")
+    serve.add_argument("--timeout-s", type=_seconds(0, strictly=True), default=60.0,
+                       help="a request not answered within this many seconds gets 504 (default %(default)s)")
+    serve.add_argument("--limit-concurrency", type=_whole(1), default=1024,
+                       help="open connections at most; beyond, new ones get 503 at once (default %(default)s)")
     _runtime_arguments(serve, backend="onnx")
     _limits_arguments(serve)
     return parser
@@ -334,7 +352,8 @@ def run_serve(args) -> int:
         model=args.model, backend=args.backend, host=args.host, port=args.port, workers=args.workers,
         device=args.device, num_threads=args.num_threads, batch_size=args.batch_size, max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue, max_articles=args.max_articles,
-        max_body_bytes=args.max_body_bytes, timeout_s=args.timeout_s, limits=_limits(args))
+        max_body_bytes=args.max_body_bytes, timeout_s=args.timeout_s, limit_concurrency=args.limit_concurrency,
+        limits=_limits(args))
     return serve(options)
 
 

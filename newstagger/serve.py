@@ -21,12 +21,16 @@ Bad input never reaches the model and never stops the server: a Content-Type oth
 (or application/*+json; none at all is taken as JSON) is 415, a body over ``max_body_bytes`` 413, JSON
 that does not parse 400, an article the record rule refuses or over the limits 422 with the CLI's
 ``field: problem`` message (``article N: field: problem`` in a list), more than ``max_articles`` in one
-request 413, a full queue 503, a request not answered within ``timeout_s`` 504.
+request 413, a full queue 503, a request not answered within ``timeout_s`` 504. A request whose client hangs
+up, or that times out, is dropped from the queue (work already begun on it finishes: one Predictor call cannot
+be interrupted, so a public endpoint should keep ``max_body_bytes`` and the article limits near real articles'
+size). Beyond ``limit_concurrency`` open connections, new ones get 503 at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -47,6 +51,7 @@ from .inputs import ArticleError, InputError, Limits, json_reason
 
 log = logging.getLogger("newstagger.serve")
 OPTIONS_ENV = "NEWSTAGGER_SERVE_OPTIONS"  # how `--workers N` hands the options to each worker process
+DISCONNECT_POLL_S = 0.25  # how often a waiting request checks that its client is still there
 
 
 @dataclass
@@ -66,6 +71,7 @@ class ServeOptions:
     max_articles: int = 256  # articles per request
     max_body_bytes: int = 8 << 20
     timeout_s: float = 60.0
+    limit_concurrency: int = 1024  # open connections at most (uvicorn's limit_concurrency): beyond, 503 at once
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -103,7 +109,11 @@ class Batcher:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def tag(self, articles: list) -> list:
-        """TaggingResults (or ArticleErrors) for checked Articles, in order."""
+        """TaggingResults (or ArticleErrors) for checked Articles, in order. Cancelling the caller (a timeout,
+        a client that hung up) cancels the job: the batcher drops it unless its Predictor call has begun."""
+        if len(articles) > self.max_queue:  # would wait forever: no retry can help
+            raise HttpError(413, f"request: {len(articles)} articles, more than the queue holds (max_queue "
+                                 f"{self.max_queue})")
         if self.waiting + len(articles) > self.max_queue:
             raise HttpError(503, f"queue: {self.waiting} articles are waiting (max_queue {self.max_queue}); retry later")
         future = asyncio.get_running_loop().create_future()
@@ -270,8 +280,18 @@ def create_app(predictor, options: ServeOptions):
                     reason = f"not UTF-8: byte {raw[e.start:e.start + 1]!r} at {e.start}; JSON is sent as UTF-8"
                 raise HttpError(400, f"body: not valid JSON ({reason})") from None
             articles, many = _articles_of(body, predictor, options.max_articles)
+            job = asyncio.ensure_future(asyncio.wait_for(batcher.tag(articles), options.timeout_s))
+            # A client that hangs up while its articles wait is not worth tagging for: its job is cancelled,
+            # so the batcher drops it (work for gone clients once held live ones to their timeout).
+            while not job.done():
+                await asyncio.wait([job], timeout=DISCONNECT_POLL_S)
+                if not job.done() and await request.is_disconnected():
+                    job.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await job
+                    return error(499, "request: the client disconnected before the answer")
             try:
-                results = await asyncio.wait_for(batcher.tag(articles), options.timeout_s)
+                results = job.result()
             except asyncio.TimeoutError:
                 raise HttpError(504, f"request: not answered within {options.timeout_s} s (timeout_s)") from None
             records = []
@@ -361,9 +381,13 @@ def serve(options) -> int:
     started = time.perf_counter()
     # uvicorn is handed our socket, so it never binds (and never fails to) itself: a bind failure is ours.
     sock = bind(options.host, options.port)
-    config = dict(host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=5)
+    config = dict(host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=5,
+                  limit_concurrency=options.limit_concurrency)
     try:
         if options.workers > 1:  # each worker process loads its own Predictor (app_from_environment)
+            # A model that cannot load is one line and exit 2 here, not workers crashing and restarting forever
+            # (uvicorn's supervisor restarts a worker that dies): load it once and let it go.
+            load(options)  # (the Predictor is dropped at once)
             os.environ[OPTIONS_ENV] = json.dumps(asdict(options))
             sock.set_inheritable(True)  # as uvicorn's own bind_socket does for its workers
             config = uvicorn.Config("newstagger.serve:app_from_environment", factory=True,

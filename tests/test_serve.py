@@ -221,3 +221,103 @@ def test_a_client_that_hangs_up_mid_body_logs_no_traceback(tiny_model_dir, tmp_p
         process.terminate()
         process.wait(timeout=30)
     assert "Traceback" not in log.read_text()
+
+
+def test_bad_timing_options_are_refused(tiny_model_dir):
+    """Found by a user trial: --timeout-s -1 (or nan) was taken and every request got 504."""
+    for option, value, message in (("--timeout-s", "-1", "must be a finite number over 0, not -1"),
+                                   ("--timeout-s", "nan", "must be a finite number over 0, not nan"),
+                                   ("--batch-wait-ms", "-5", "must be a finite number of at least 0, not -5"),
+                                   ("--batch-wait-ms", "inf", "must be a finite number of at least 0, not inf")):
+        done = subprocess.run([sys.executable, "-m", "newstagger.serve", "--model", str(tiny_model_dir), option, value,
+                               "--port", str(free_port())], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert done.returncode == 2 and message in done.stderr, (option, value, done.stderr)
+
+
+def test_several_workers_with_a_model_that_cannot_load_exit_at_once(tmp_path):
+    """Found by a user trial: with --workers 2 each worker failed to load, uvicorn restarted it, forever."""
+    done = subprocess.run([sys.executable, "-m", "newstagger.serve", "--model", str(tmp_path / "nomodel"),
+                           "--workers", "2", "--port", str(free_port())], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "nomodel" in lines[0], done.stderr[-2000:]
+
+
+def test_the_batcher_drops_a_cancelled_request_and_refuses_one_larger_than_its_queue(tiny_model_dir):
+    """A request that times out or whose client hangs up is cancelled; its articles are not tagged (work for
+    gone clients once held live ones to their timeout). A request larger than the whole queue is 413 (it
+    could never be taken), not 503 ("retry later")."""
+    import asyncio
+
+    from newstagger.serve import Batcher, HttpError
+
+    class Recording(Predictor):
+        calls = []
+
+        def predict_batch_safe(self, articles, ids=None):
+            self.calls.append([a.id for a in articles])
+            return super().predict_batch_safe(articles, ids)
+
+    predictor = Recording.from_pretrained(tiny_model_dir, backend="torch")
+    gone, kept = (predictor.article({"id": i, "paragraphs": ["Ministers met in Oslo."]}) for i in ("gone", "kept"))
+
+    async def scenario():
+        batcher = Batcher(predictor, max_batch=64, wait_s=0.5, max_queue=5)
+        batcher.start()
+        try:
+            with pytest.raises(HttpError) as refused:
+                await batcher.tag([kept] * 6)
+            assert refused.value.status == 413 and "more than the queue holds (max_queue 5)" in str(refused.value)
+            first = asyncio.ensure_future(batcher.tag([gone]))
+            await asyncio.sleep(0.1)  # queued; the batcher waits up to 0.5 s for more
+            first.cancel()
+            results = await batcher.tag([kept])
+            return results
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(scenario())
+    assert [r.id for r in results] == ["kept"] and Recording.calls == [["kept"]]
+
+
+def test_a_request_whose_client_hangs_up_while_queued_is_not_tagged(tiny_model_dir):
+    """Found by a user trial: 30 requests whose clients had gone were still tagged and held the next live
+    request for 55 s. The real app on a real uvicorn server (in a thread); a long batch window keeps the
+    requests queued while their clients hang up."""
+    import threading
+
+    import uvicorn
+
+    from newstagger.serve import ServeOptions, create_app
+
+    calls = []
+
+    class Recording(Predictor):
+        def predict_batch_safe(self, articles, ids=None):
+            calls.append([a.id for a in articles])
+            return super().predict_batch_safe(articles, ids)
+
+    port = free_port()
+    options = ServeOptions(model=str(tiny_model_dir), backend="torch", port=port, batch_wait_ms=1500)
+    server = uvicorn.Server(uvicorn.Config(create_app(Recording.from_pretrained(tiny_model_dir), options),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while not server.started and time.time() < deadline:
+            time.sleep(0.1)
+        for name in ("gone1", "gone2"):
+            body = json.dumps({"id": name, "paragraphs": ["Ministers met in Oslo."]}).encode()
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b"POST /tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                time.sleep(0.4)  # the whole request is in; the client leaves before the answer
+        status, record = call(base, "/tag", {"id": "kept", "paragraphs": ["Ministers met in Oslo."]})
+        assert status == 200 and record["id"] == "kept"
+        assert calls == [["kept"]], calls
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
