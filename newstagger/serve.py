@@ -35,6 +35,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -267,6 +268,7 @@ def create_app(predictor, options: ServeOptions):
 
     @app.post("/tag", openapi_extra=TAG_BODY, summary="Tag one article or a list of articles")
     async def tag(request: Request):
+        job = None
         try:
             check_content_type(request.headers.get("content-type"))
             raw = await read_body(request)
@@ -292,6 +294,8 @@ def create_app(predictor, options: ServeOptions):
                     return error(499, "request: the client disconnected before the answer")
             try:
                 results = job.result()
+            except asyncio.CancelledError:  # the job only: this handler goes on and answers
+                raise HttpError(503, "server: shutting down; retry later") from None
             except asyncio.TimeoutError:
                 raise HttpError(504, f"request: not answered within {options.timeout_s} s (timeout_s)") from None
             records = []
@@ -304,6 +308,10 @@ def create_app(predictor, options: ServeOptions):
             return error(e.status, str(e))
         except ClientDisconnect:  # the client hung up mid-body: no one to answer, nothing to log
             return error(400, "body: the client disconnected before sending it whole")
+        except asyncio.CancelledError:  # the server stops (its grace period is over): say so, not a bare 500
+            if job is not None:
+                job.cancel()
+            return error(503, "server: shutting down; retry later")
         except Exception as e:  # never let one request take the server down
             log.exception("POST /tag failed")
             return error(500, f"internal error ({type(e).__name__})")
@@ -369,6 +377,10 @@ def _bind_problem(host: str, port: int, e: OSError) -> str:
     return f"--port {port}: cannot listen on {host} ({e.strerror or e})"
 
 
+def _stopped(signum, frame) -> None:
+    """SIGTERM or SIGINT after uvicorn's own handler has shut the server down: nothing left to do."""
+
+
 def serve(options) -> int:
     """Run the service until interrupted (the CLI's `newstagger serve`). ``options``: a ServeOptions or
     any object with its attribute names. The port is bound first (a busy port: InputError, before any
@@ -404,7 +416,15 @@ def serve(options) -> int:
             raise InputError(_bind_problem(options.host, options.port, e)) from None
         log.warning("newstagger serve: model %s (%s) loaded in %.1f s; listening on http://%s:%d",
                     options.model, options.backend, time.perf_counter() - started, options.host, options.port)
-        uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
+        # uvicorn re-raises the signal it stopped on once it has shut down, so SIGTERM ended the process with
+        # status 143 and Ctrl-C with 0 or 130 (whether a request was running): a server stopped by either has
+        # done its work, status 0.
+        previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return 0
     finally:
         sock.close()

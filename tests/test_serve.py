@@ -321,3 +321,40 @@ def test_a_request_whose_client_hangs_up_while_queued_is_not_tagged(tiny_model_d
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_stopping_answers_a_waiting_request_with_503_and_exits_0(tiny_model_dir, stop):
+    """Found by a user trial: SIGINT answered a waiting request with a bare 500 (and a traceback), SIGTERM
+    dropped it unanswered and exited 143. Now both answer it with a JSON 503 once the 5 s grace period is
+    over, and a stopped server exits 0, as `serve --help` says."""
+    import signal
+    import threading
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newstagger.serve", "--model", str(tiny_model_dir), "--backend", "torch",
+         "--port", str(port), "--num-threads", "1", "--batch-wait-ms", "60000"],  # the request stays queued
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            try:
+                if call(base, "/health", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        answer = {}
+        waiting = threading.Thread(target=lambda: answer.update(r=call(base, "/tag", ARTICLE, timeout=60)))
+        waiting.start()
+        time.sleep(1)
+        process.send_signal(getattr(signal, stop))
+        status = process.wait(timeout=60)
+        waiting.join(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = process.stdout.read()
+    assert answer["r"] == (503, {"detail": "server: shutting down; retry later"}), log
+    assert status == 0 and "Traceback" not in log, log
