@@ -49,6 +49,18 @@ def post(base, path, raw: bytes, content_type: str | None):
         connection.close()
 
 
+def wait_until_healthy(base, process, timeout=300) -> bool:
+    """Poll GET /health until the server answers 200; False when it exited or the time ran out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if call(base, "/health", timeout=5)[0] == 200:
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     port = free_port()
@@ -57,18 +69,9 @@ def server(tiny_model_dir):
          "--port", str(port), "--max-articles", "20", "--max-body-bytes", "200000", "--num-threads", "1"],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited: {process.stdout.read()[-3000:]}")
-        try:
-            if call(base, "/health", timeout=5)[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
+    if not wait_until_healthy(base, process):
         process.kill()
-        pytest.fail("server did not start")
+        pytest.fail(f"server did not start: {process.stdout.read()[-3000:]}")
     yield base
     process.terminate()
     process.wait(timeout=30)
@@ -202,14 +205,7 @@ def test_a_client_that_hangs_up_mid_body_logs_no_traceback(tiny_model_dir, tmp_p
             env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and process.poll() is None:
-            try:
-                if call(base, "/health", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        assert process.poll() is None, log.read_text()[-3000:]
+        assert wait_until_healthy(base, process), log.read_text()[-3000:]
         for _ in range(3):  # half a body, then the client is gone
             with socket.create_connection(("127.0.0.1", port)) as s:
                 s.sendall(b"POST /tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -338,13 +334,7 @@ def test_stopping_answers_a_waiting_request_with_503_and_exits_0(tiny_model_dir,
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and process.poll() is None:
-            try:
-                if call(base, "/health", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+        assert wait_until_healthy(base, process)
         answer = {}
         waiting = threading.Thread(target=lambda: answer.update(r=call(base, "/tag", ARTICLE, timeout=60)))
         waiting.start()
