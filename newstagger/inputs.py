@@ -108,7 +108,8 @@ class Limits:
     the CLI's engines and training, so a service and a batch job accept the same articles.
 
     max_line_bytes caps one record before it is parsed (a JSONL line, a CSV row, a .txt file), so a
-    runaway line costs at most this much memory."""
+    runaway line costs at most this much memory: a bound for readers of files (and, as --max-body-bytes, of
+    the service's requests), not for the objects a Predictor is given, which are parsed already."""
     max_paragraphs: int = 1000
     max_paragraph_chars: int = 50_000
     max_title_chars: int = 2_000

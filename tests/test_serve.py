@@ -348,3 +348,17 @@ def test_stopping_answers_a_waiting_request_with_503_and_exits_0(tiny_model_dir,
     log = process.stdout.read()
     assert answer["r"] == (503, {"detail": "server: shutting down; retry later"}), log
     assert status == 0 and "Traceback" not in log, log
+
+
+def test_serve_takes_no_max_line_bytes_its_body_limit_is_the_record_bound(tiny_model_dir):
+    """Found by a user trial: --max-line-bytes 1000 was accepted and shown by /metadata, but no part of the
+    service reads records by lines, so a 4.6 KB article was tagged all the same."""
+    done = subprocess.run([sys.executable, "-m", "newstagger.serve", "--model", str(tiny_model_dir),
+                           "--max-line-bytes", "1000", "--port", str(free_port())], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and "unrecognized arguments: --max-line-bytes" in done.stderr, done.stderr
+
+
+def test_metadata_shows_the_body_limit_as_the_record_bound(server):
+    status, meta = call(server, "/metadata")
+    assert status == 200 and meta["limits"]["max_line_bytes"] == meta["max_body_bytes"] == 200000
