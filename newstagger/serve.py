@@ -231,8 +231,32 @@ ARTICLE = {"type": "object", "description": "an article, as a line of a JSONL in
                           "paragraphs": {"type": "array", "items": {"type": "string"}}, "text": {"type": "string"}}}
 TAG_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "oneOf": [ARTICLE, {"type": "string", "description": "an article's text"},
-              {"type": "array", "items": {"oneOf": [ARTICLE, {"type": "string"}]}}]},
+              {"type": "array", "items": {"oneOf": [ARTICLE, {"type": "string", "description": "an article's text"},
+                                                    {"type": "array", "items": {"type": "string"},
+                                                     "description": "an article's paragraphs"}]}}]},
     "example": {"id": "a1", "title": "Talks resume", "paragraphs": ["Ministers met in Oslo.", "Subscribe now."]}}}}}
+ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {
+    "type": "string", "description": "field: problem (article N: field: problem in a list)"}}}}}}
+RECORD = {"type": "object", "description": "the record `newstagger tag` writes (TaggingResult.to_record())",
+          "properties": {"id": {"type": ["string", "null"]}, "topics": {"type": "array", "items": {"type": "string"}},
+                         "topic_scores": {"type": "object", "additionalProperties": {"type": "number"}},
+                         "paragraphs": {"type": "array", "items": {"type": "object", "properties": {
+                             "index": {"type": "integer"}, "boilerplate": {"type": "boolean"},
+                             "score": {"type": "number"}}}},
+                         "evidence": {"type": "object", "additionalProperties": {"type": "array",
+                                                                                  "items": {"type": "integer"}}},
+                         "clean_text": {"type": "string"}}}
+TAG_RESPONSES = {
+    200: {"description": "one record for one article, a list of records (in order) for a list",
+          "content": {"application/json": {"schema": {"oneOf": [RECORD, {"type": "array", "items": RECORD}]}}}},
+    400: {"description": "the body is not valid JSON, or the client left mid-body", **ERROR},
+    413: {"description": "a body over max_body_bytes, more than max_articles articles, or more than the queue "
+                         "holds", **ERROR},
+    415: {"description": "a Content-Type other than JSON", **ERROR},
+    422: {"description": "an article the record rule refuses, or over the limits", **ERROR},
+    503: {"description": "the queue is full, or the server is stopping: retry after Retry-After seconds", **ERROR},
+    504: {"description": "not answered within timeout_s", **ERROR}}
+RETRY_AFTER_S = 1  # what a 503 asks the client to wait
 
 
 def create_app(predictor, options: ServeOptions):
@@ -252,7 +276,8 @@ def create_app(predictor, options: ServeOptions):
                          version=_versions(predictor.backend).get("newstagger", "0"))
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -266,7 +291,7 @@ def create_app(predictor, options: ServeOptions):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    @app.post("/tag", openapi_extra=TAG_BODY, summary="Tag one article or a list of articles")
+    @app.post("/tag", openapi_extra=TAG_BODY, responses=TAG_RESPONSES, summary="Tag one article or a list of articles")
     async def tag(request: Request):
         job = None
         try:

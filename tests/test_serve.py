@@ -171,6 +171,9 @@ def test_health_metadata_and_docs(server):
     assert meta["boilerplate_transition_penalty"] >= 0 and 0 <= meta["boilerplate_threshold"] <= 1
     status, spec = call(server, "/openapi.json")
     assert status == 200 and "/tag" in spec["paths"] and "requestBody" in spec["paths"]["/tag"]["post"]
+    responses = spec["paths"]["/tag"]["post"]["responses"]  # every status a client must handle is documented
+    assert {"200", "400", "413", "415", "422", "503", "504"} <= set(responses), responses
+    assert "detail" in responses["422"]["content"]["application/json"]["schema"]["properties"]
     for page in ("/docs", "/redoc"):  # the pages and every script and stylesheet they load come from the service
         with urllib.request.urlopen(server + page, timeout=30) as response:
             html = response.read().decode()
@@ -336,7 +339,16 @@ def test_stopping_answers_a_waiting_request_with_503_and_exits_0(tiny_model_dir,
     try:
         assert wait_until_healthy(base, process)
         answer = {}
-        waiting = threading.Thread(target=lambda: answer.update(r=call(base, "/tag", ARTICLE, timeout=60)))
+
+        def wait_for_answer():
+            request = urllib.request.Request(base + "/tag", data=json.dumps(ARTICLE).encode(),
+                                             headers={"Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(request, timeout=60)
+            except urllib.error.HTTPError as e:
+                answer.update(r=(e.code, json.loads(e.read())), retry_after=e.headers.get("Retry-After"))
+
+        waiting = threading.Thread(target=wait_for_answer)
         waiting.start()
         time.sleep(1)
         process.send_signal(getattr(signal, stop))
@@ -347,6 +359,7 @@ def test_stopping_answers_a_waiting_request_with_503_and_exits_0(tiny_model_dir,
             process.kill()
     log = process.stdout.read()
     assert answer["r"] == (503, {"detail": "server: shutting down; retry later"}), log
+    assert answer["retry_after"] == "1"
     assert status == 0 and "Traceback" not in log, log
 
 
