@@ -217,7 +217,8 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
             raise ExportError(f"{e} with `newstagger export --onnx --model {folder}`") from None
         if manifest is None or not (export / manifest.get("heads", "")).is_file():
             raise ExportError(f"{export}: no ONNX export of this model: run `newstagger export --onnx "
-                              f"--model {folder}` first (it needs torch; running it does not)")
+                              f"--model {folder}` first (exporting needs torch; the onnx backend then runs "
+                              "without it), or use the torch backend")
         heads_format = manifest.get("heads_format", 1)  # exports before the key took the threshold: format 1
         if heads_format != HEADS_FORMAT or isinstance(heads_format, bool):
             by = ("an older newstagger" if isinstance(heads_format, int) and heads_format < HEADS_FORMAT
