@@ -303,15 +303,17 @@ def test_bad_txt_files_and_csv_rows_spoil_only_their_own_record(predictor, tmp_p
     (folder / "3-good.txt").write_text("Still fine.", encoding="utf-8")
     table = tmp_path / "t.csv"
     table.write_bytes(b'id,text\nr1,ok\nr2,caf\xe9\nr3,"two\n\nparagraphs"\nr4,one,too many\nr5,' + b"y" * 200_000
-                      + b"\nr6,also ok\n")
+                      + b"\nr6,also ok\nr\xe97,fine\n")
     counts, out = tag(predictor, [folder, table], tmp_path)
+    # r2 keeps its id (its id cell is sound; only its text is not UTF-8); the last row's id cell is not UTF-8
     assert [r["id"] for r in out] == ["1-good.txt", "2-latin1.txt", "3-good.txt",
-                                      "r1", "t.csv:3", "r3", "t.csv:7", "r5", "r6"]
+                                      "r1", "r2", "r3", "t.csv:7", "r5", "r6", "t.csv:10"]
+    assert out[9]["error"] == f"{table}:10: id: not valid UTF-8"
     assert out[1]["error"].startswith(f"{folder / '2-latin1.txt'}: text: not valid UTF-8 (line 3:")
     assert out[4]["error"] == f"{table}:3: text: not valid UTF-8"
     assert out[6]["error"] == f"{table}:7: record: 3 fields, but the header has 2 columns"
     assert out[7]["error"].startswith(f"{table}:8: paragraphs: a paragraph of 200000 characters")
-    assert counts.tagged == 5 and counts.errors == 4
+    assert counts.tagged == 5 and counts.errors == 5
 
 
 @pytest.mark.parametrize("name, content, message", [

@@ -159,7 +159,11 @@ def test_csv_row_over_the_size_limit_and_bad_bytes():
     assert [p.row for p, _ in found] == [2, 3, 4, 5]
     assert messages(found) == [{"id": "1", "text": "ok"},
                                "record: a row of 503 bytes, over the limit of 100 (max_line_bytes)",
-                               "text: not valid UTF-8", {"id": "4", "text": "fine"}]
+                               {"id": "3", "text": "caf\udce9"}, {"id": "4", "text": "fine"}]
+    # the record rule refuses the cell that is not UTF-8, and the record keeps its (sound) id
+    with pytest.raises(ArticleError, match="^text: not valid UTF-8$") as bad:
+        article_from_record(found[2][1], found[2][0])
+    assert bad.value.record_id == "3"
 
 
 def test_parquet_bad_row_keeps_the_rows_around_it_and_names_its_number(tmp_path):
