@@ -109,6 +109,11 @@ def build_model_card(final_dir: Path, model_config, training_config, reports: di
         model_name=final_dir.name, eval_results=eval_results(reports, split_files(training_config)) or None)
     flags_trained = sizes.get("flagged_train", 1) > 0
     encoder = what_was_trained(training_config, flags_trained)
+    trained = training_config.trained_parts(flags_trained)[0]
+    rates = (f"learning rate {training_config.learning_rate} (encoder) / {training_config.head_learning_rate} (heads)"
+             if trained == "everything" else f"learning rate {training_config.head_learning_rate} "
+             f"({'the topic head' if trained == 'topic head' else 'the context layer and heads'}; the encoder was "
+             "not trained)")
     counts = ", ".join(f"{label} {n}" for label, n in sizes.get("label_counts", {}).items())
     started = training_config.init_from
     kept = {"topic head": " were kept unchanged, so its boilerplate judgement and threshold are those of that model.",
@@ -127,8 +132,8 @@ def build_model_card(final_dir: Path, model_config, training_config, reports: di
 
 Tags news articles with topics ({labels}, {kind}) and flags each paragraph that is boilerplate
 (appeals, newsletter prompts, "Read more" links, credits, cookie text...) rather than reporting.
-Topics are computed from content paragraphs only, so an outlet's appeal about press freedom does not
-make a diplomacy story a press-freedom story.
+Topics are computed from content paragraphs only, so an outlet's furniture (a donation appeal, a newsletter
+box, a list of other headlines) does not decide what an article is about.
 
 ## Use
 
@@ -161,8 +166,7 @@ or `newstagger tag --model {final_dir} articles.jsonl --output tags.jsonl`.
 
 Data: {sizes.get('train')} train / {sizes.get('validation')} validation / {sizes.get('test')} test articles
 (`{training_config.train_file}`){'; train articles per label: ' + counts if counts else ''}; {epochs} epochs,
-batch {training_config.batch_size} articles, learning rate {training_config.learning_rate} (encoder) /
-{training_config.head_learning_rate} (heads), boilerplate augmentation {'on' if training_config.augment and training_config.boilerplate_bank else 'off'},
+batch {training_config.batch_size} articles, {rates}, boilerplate augmentation {'on' if training_config.augment and training_config.boilerplate_bank else 'off'},
 seed {training_config.seed}, {sizes.get('precision', 'fp32')}; best validation score (the mean of topic macro-F1 and boilerplate F1 at 0.5, of
 the tasks the validation split labels) {best}.
 

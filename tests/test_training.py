@@ -511,6 +511,8 @@ def test_model_card_says_one_thing_about_what_was_trained(tmp_path):
                               freeze_encoder_layers=2).text.split())
         assert text.count("only the topic head was trained") == 1, text
         assert "context layer and heads trained" not in text and "fine-tuned" not in text, text
+        assert "learning rate 0.001 (the topic head; the encoder was not trained)" in text, text  # (a user trial:
+        assert "(encoder)" not in text  # the card gave a frozen encoder's unused learning rate)
     text = " ".join(_card(tmp_path, {"validation": _report()}, encoder_mode="frozen").text.split())
     assert "frozen (only the context layer and heads trained)" in text and "topic head was trained" not in text
     assert "the heads learnt from its int8 vectors" in text  # vector_encoder: whose vectors the heads know
@@ -518,6 +520,7 @@ def test_model_card_says_one_thing_about_what_was_trained(tmp_path):
     assert "the heads learnt from its fp32 vectors" in text and "int8" not in text
     text = " ".join(_card(tmp_path, {"validation": _report()}).text.split())
     assert "learnt from its" not in text  # fine-tuning caches no vectors
+    assert "learning rate 5e-05 (encoder) / 0.001 (heads)" in text
     text = " ".join(_card(tmp_path, {"validation": _report()}, init_from="runs/default",
                           freeze_encoder_layers=2).text.split())
     assert "fine-tuned (every layer trained)" in text and "kept fixed" not in text
