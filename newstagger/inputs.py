@@ -399,6 +399,8 @@ def as_article(obj, default_id: str | None = None, limits: Limits | None = None)
 # Readers: (position, record dict or ArticleError), one per record, for any bytes
 # ---------------------------------------------------------------------------------------------
 
+_CSV_HINT = ("; the first line looks like a CSV header, but standard input and .jsonl files are read as JSON "
+             "Lines: give a CSV file by its name (ending in .csv)")
 _PRETTY_HINT = ("; the input looks like a JSON array or pretty-printed JSON, but newstagger reads JSON Lines "
                 "(one object per line): convert it with  jq -c '.[]' FILE > FILE.jsonl")
 
@@ -463,6 +465,8 @@ def parse_json_record(raw: bytes, first: bool = False):
         # Pretty-printed JSON opens with "[" or "{" alone on its line; a first line that is merely broken
         # ('{"id": "a", "title": "x"') is one bad record like any other (check_inputs looks at the whole file)
         hint = _PRETTY_HINT if first and text.strip() in ("[", "{") else ""
+        if first and not hint and e.pos == 0 and "," in text and text.lstrip()[:1] not in '{["':
+            hint = _CSV_HINT  # e.g. `cat my.csv | newstagger tag -`: one invalid-JSON record per line otherwise
         if not hint and e.msg == "Extra data" and "\r" in text:  # old Mac line ends: every record on one line
             hint = " (lines end in CR alone; JSON Lines needs LF or CRLF line ends)"
         return ArticleError(f"record: invalid JSON ({json_reason(e)}){hint}")

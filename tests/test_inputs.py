@@ -438,3 +438,15 @@ def test_a_utf16_jsonl_file_is_one_clear_error_not_one_per_half_line(tmp_path):
     path.write_bytes(data)
     with pytest.raises(InputError, match=r"wide.jsonl: UTF-16 or UTF-32 text .* iconv -f UTF-16 -t UTF-8"):
         check_inputs([str(path)])
+
+
+def test_csv_on_standard_input_says_so_once():
+    """Found by a user trial: `cat my.csv | newstagger tag -` gave one bare invalid-JSON error per line."""
+    import io
+
+    found = [str(item) for _, item in iter_articles(["-"], stdin=io.BytesIO(b'id,text\na1,"Hello, world."\n'))]
+    assert found[0].startswith("<stdin>:1: record: invalid JSON (Expecting value at column 1); the first line looks "
+                               "like a CSV header") and "give a CSV file by its name" in found[0]
+    assert "CSV" not in found[1]
+    broken = [str(item) for _, item in iter_articles(["-"], stdin=io.BytesIO(b'{"id": "a", "text": "x",\n'))]
+    assert "CSV" not in broken[0]  # a broken JSON line is not taken for CSV
