@@ -448,7 +448,7 @@ def check_run_record(output: Path, signature: dict) -> str | None:
     differ = signature_differences(recorded, signature)
     if differ:
         raise InputError(f"--resume: {output} was written with other settings: {', '.join(differ)} "
-                         f"(see {path.name}); resume with the same model and options, or start over with --overwrite")
+                         f"(see {path}); resume with the same model and options, or start over with --overwrite")
     return None
 
 
@@ -466,8 +466,23 @@ def signature_differences(recorded: dict, signature: dict) -> list[str]:
             if recorded.get(k) != signature.get(k)]
     if "backend" in keys and "encoder_graph" in keys:
         keys.remove("encoder_graph")  # another backend runs another graph (torch: none): not a re-export
-    return [f"backend ({recorded.get('backend')}, now {signature.get('backend')})" if k == "backend"
-            else _SIGNATURE_NAMES.get(k, k) for k in keys]
+    return [_difference(k, recorded.get(k), signature.get(k)) for k in keys]
+
+
+_NAMED_ONLY = {"weights_sha256", "config_sha256", "encoder_graph", "inputs"}  # digests and file lists: by name
+
+
+def _difference(key: str, was, now) -> str:
+    """One differing setting as a user knows it, with both values when they are short: ``backend (torch, now
+    onnx)``, ``columns (text: 'content', now 'body')``; digests and input lists by name only."""
+    name = _SIGNATURE_NAMES.get(key, key)
+    if key in _NAMED_ONLY:
+        return name
+    if isinstance(was, dict) and isinstance(now, dict):
+        parts = [f"{k}: {was.get(k)!r}, now {now.get(k)!r}" for k in list(now) + [k for k in was if k not in now]
+                 if was.get(k) != now.get(k)]
+        return f"{name} ({'; '.join(parts)})"
+    return f"{name} ({was}, now {now})"
 
 
 def write_run_record(output: Path, signature: dict) -> None:
