@@ -37,6 +37,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -444,7 +445,8 @@ def serve(options) -> int:
         # uvicorn re-raises the signal it stopped on once it has shut down, so SIGTERM ended the process with
         # status 143 and Ctrl-C with 0 or 130 (whether a request was running): a server stopped by either has
         # done its work, status 0.
-        previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+        main_thread = threading.current_thread() is threading.main_thread()  # (only it may set handlers)
+        previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
         try:
             uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
         finally:

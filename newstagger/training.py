@@ -171,8 +171,8 @@ def infer_labels(articles: list[Article], source: str = "train_file") -> list[st
     clashes = [names for names in spellings.values() if len(names) > 1]
     if clashes:
         raise DataError([f"{source}: topics: labels {' and '.join(map(repr, names))} differ only in case or spaces "
-                         f"({', '.join(f'{counts[n]} article' + 's' * (counts[n] != 1) for n in names)}): spell them one way, or name both "
-                         "in labels=[...] if they are two labels" for names in clashes])
+                         f"({', '.join(f'{counts[n]} article' + 's' * (counts[n] != 1) for n in names)}): spell "
+                         "them one way, or name both in labels=[...] if they are two labels" for names in clashes])
     print(f"labels inferred from the training data ({len(counts)}):")
     for label, n in counts.most_common():
         print(f"  {label:<30}{n:>7}")
@@ -206,8 +206,8 @@ def resolve_problem_type(problem_type: str, articles: list[Article], labels: Seq
 
 
 def carve_validation(articles: list[Article], share: float, seed: int) -> tuple[list[Article], list[Article], str]:
-    """(train, validation, how): a seeded split stratified by label combination ("stratified"), or plain seeded
-    when a combination is too rare to stratify ("not stratified: ..."). Raises DataError for fewer than 2
+    """(train, validation, how): a seeded split stratified by label combination, or plain seeded when a
+    combination is too rare to stratify; ``how`` says which, for the log. Raises DataError for fewer than 2
     articles, which cannot be split."""
     from sklearn.model_selection import train_test_split
 
