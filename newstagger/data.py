@@ -64,7 +64,7 @@ def label_problems(article: Article, labels: Sequence[str] | None, require_label
     problems = []
     if require_labels and article.topics is None and article.boilerplate is None:
         hint = " (labels in a column of another name: --label-column NAME)" if label_field == "topics" else ""
-        problems.append(("boilerplate", f"missing, and so are {label_field}: the record has nothing to learn "
+        problems.append(("boilerplate", f"missing, and so is the {label_field} field: the record has nothing to learn "
                                         f"from{hint}"))
     if article.topics is not None:
         if labels is not None:

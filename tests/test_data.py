@@ -409,4 +409,4 @@ def test_a_record_without_any_label_points_to_label_column(tmp_path):
     path.write_text(json.dumps({"id": "1", "text": "Ministers met.\n\nThey talked.", "labels": ["diplomacy"]}) + "\n")
     result = load_articles(path, strict=False)
     assert len(result.problems) == 1 and "--label-column NAME" in result.problems[0]
-    assert result.problems[0].startswith(f"{path}:1: boilerplate: missing, and so are topics")
+    assert result.problems[0].startswith(f"{path}:1: boilerplate: missing, and so is the topics field")
