@@ -232,6 +232,9 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=_whole(1), default=8 << 20, help="(default %(default)s)")
     serve.add_argument("--timeout-s", type=_seconds(0, strictly=True), default=60.0,
                        help="a request not answered within this many seconds gets 504 (default %(default)s)")
+    serve.add_argument("--grace-s", type=_seconds(0, strictly=False), default=5.0,
+                       help="on Ctrl-C or SIGTERM, how long running requests may finish; the rest get 503 "
+                            "(default %(default)s)")
     serve.add_argument("--limit-concurrency", type=_whole(1), default=1024,
                        help="open connections at most; beyond, new ones get 503 at once (default %(default)s)")
     _runtime_arguments(serve, backend="onnx")
@@ -361,6 +364,7 @@ def run_serve(args) -> int:
         device=args.device, num_threads=args.num_threads, batch_size=args.batch_size, max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue, max_articles=args.max_articles,
         max_body_bytes=args.max_body_bytes, timeout_s=args.timeout_s, limit_concurrency=args.limit_concurrency,
+        grace_s=args.grace_s,
         limits=_limits(args))
     return serve(options)
 

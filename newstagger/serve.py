@@ -74,6 +74,7 @@ class ServeOptions:
     max_body_bytes: int = 8 << 20
     timeout_s: float = 60.0
     limit_concurrency: int = 1024  # open connections at most (uvicorn's limit_concurrency): beyond, 503 at once
+    grace_s: float = 5.0  # on Ctrl-C or SIGTERM: how long running requests may finish; the rest get 503
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -419,8 +420,8 @@ def serve(options) -> int:
     started = time.perf_counter()
     # uvicorn is handed our socket, so it never binds (and never fails to) itself: a bind failure is ours.
     sock = bind(options.host, options.port)
-    config = dict(host=options.host, port=options.port, log_level="warning", timeout_graceful_shutdown=5,
-                  limit_concurrency=options.limit_concurrency)
+    config = dict(host=options.host, port=options.port, log_level="warning",
+                  timeout_graceful_shutdown=options.grace_s, limit_concurrency=options.limit_concurrency)
     try:
         if options.workers > 1:  # each worker process loads its own Predictor (app_from_environment)
             # A model that cannot load is one line and exit 2 here, not workers crashing and restarting forever

@@ -326,14 +326,14 @@ def test_a_request_whose_client_hangs_up_while_queued_is_not_tagged(tiny_model_d
 def test_stopping_answers_a_waiting_request_with_503_and_exits_0(tiny_model_dir, stop):
     """Found by a user trial: SIGINT answered a waiting request with a bare 500 (and a traceback), SIGTERM
     dropped it unanswered and exited 143. Now both answer it with a JSON 503 once the 5 s grace period is
-    over, and a stopped server exits 0, as `serve --help` says."""
+    over (--grace-s, 1 s here), and a stopped server exits 0, as `serve --help` says."""
     import signal
     import threading
 
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "newstagger.serve", "--model", str(tiny_model_dir), "--backend", "torch",
-         "--port", str(port), "--num-threads", "1", "--batch-wait-ms", "60000"],  # the request stays queued
+         "--port", str(port), "--num-threads", "1", "--batch-wait-ms", "60000", "--grace-s", "1"],  # it stays queued
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -352,7 +352,9 @@ def test_stopping_answers_a_waiting_request_with_503_and_exits_0(tiny_model_dir,
         waiting.start()
         time.sleep(1)
         process.send_signal(getattr(signal, stop))
+        stopping = time.time()
         status = process.wait(timeout=60)
+        assert time.time() - stopping < 4  # the grace period given, not the default 5 s
         waiting.join(timeout=60)
     finally:
         if process.poll() is None:
