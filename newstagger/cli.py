@@ -258,9 +258,8 @@ def _limits(args):
 
     # serve has no --max-line-bytes: the body limit bounds what it reads before parsing (found by a user trial:
     # the option was taken and shown by /metadata, but nothing in the service read records by lines)
-    line_bytes = getattr(args, "max_line_bytes", None) or getattr(args, "max_body_bytes", None)
-    return Limits(args.max_paragraphs, args.max_paragraph_chars, args.max_title_chars,
-                  line_bytes or Limits().max_line_bytes)
+    line_bytes = args.max_line_bytes if hasattr(args, "max_line_bytes") else args.max_body_bytes
+    return Limits(args.max_paragraphs, args.max_paragraph_chars, args.max_title_chars, line_bytes)
 
 
 def run_tag(args) -> int:

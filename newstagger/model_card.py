@@ -110,10 +110,11 @@ def build_model_card(final_dir: Path, model_config, training_config, reports: di
     flags_trained = sizes.get("flagged_train", 1) > 0
     encoder = what_was_trained(training_config, flags_trained)
     trained = training_config.trained_parts(flags_trained)[0]
-    rates = (f"learning rate {training_config.learning_rate} (encoder) / {training_config.head_learning_rate} (heads)"
-             if trained == "everything" else f"learning rate {training_config.head_learning_rate} "
-             f"({'the topic head' if trained == 'topic head' else 'the context layer and heads'}; the encoder was "
-             "not trained)")
+    if trained == "everything":
+        rates = f"learning rate {training_config.learning_rate} (encoder) / {training_config.head_learning_rate} (heads)"
+    else:  # "topic head" or "context and heads": the encoder's learning rate never applied
+        part = "the topic head" if trained == "topic head" else "the context layer and heads"
+        rates = f"learning rate {training_config.head_learning_rate} ({part}; the encoder was not trained)"
     counts = ", ".join(f"{label} {n}" for label, n in sizes.get("label_counts", {}).items())
     started = training_config.init_from
     kept = {"topic head": " were kept unchanged, so its boilerplate judgement and threshold are those of that model.",

@@ -321,8 +321,6 @@ def create_app(predictor, options: ServeOptions):
                     return error(499, "request: the client disconnected before the answer")
             try:
                 results = job.result()
-            except asyncio.CancelledError:  # the job only: this handler goes on and answers
-                raise HttpError(503, "server: shutting down; retry later") from None
             except asyncio.TimeoutError:
                 raise HttpError(504, f"request: not answered within {options.timeout_s} s (timeout_s)") from None
             records = []
