@@ -5,10 +5,10 @@
 """
 
 __version__ = "0.1.0"
-__all__ = ["Article", "ArticleError", "DataError", "Predictor", "TaggingResult", "load_articles"]
+__all__ = ["Article", "ArticleError", "DataError", "Limits", "Predictor", "TaggingResult", "load_articles"]
 
 _HOMES = {"Article": "data", "DataError": "data", "load_articles": "data",
-          "ArticleError": "predictor", "Predictor": "predictor", "TaggingResult": "predictor"}
+          "ArticleError": "predictor", "Limits": "predictor", "Predictor": "predictor", "TaggingResult": "predictor"}
 
 
 from . import hf_auto

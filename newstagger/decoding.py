@@ -44,6 +44,15 @@ def is_penalty(value) -> bool:
             and 0 <= value < np.inf)
 
 
+def pairing_problem(threshold: float, penalty: float) -> str | None:
+    """Why a boilerplate threshold and a transition penalty cannot decode together, or None: with a penalty
+    over 0 the threshold must lie inside (0, 1), where both utilities above are finite. The one rule for the
+    decoding, config.json (model_folder) and the Predictor's setters; both values already checked alone."""
+    if penalty > 0 and not 0 < threshold < 1:
+        return f"{threshold!r} must be inside (0, 1) when boilerplate_transition_penalty is over 0 ({penalty!r})"
+    return None
+
+
 def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, forced=None) -> np.ndarray:
     """Boilerplate flags [paragraphs] bool for one article.
 
@@ -70,8 +79,9 @@ def decode_flags(prob, threshold: float, penalty: float = 0.0, present=None, for
     where = np.flatnonzero(present)
     if penalty == 0 or len(where) < 2:
         return flags
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold: must be inside (0, 1) with a penalty over 0, not {threshold!r}")
+    problem = pairing_problem(threshold, penalty)
+    if problem:
+        raise ValueError(f"threshold: {problem}")
     p = np.clip(prob[where], EPS, 1 - EPS)
     content_u = np.log1p(-p) - np.log1p(-threshold)
     content_u[forced[where]] = -np.inf  # a forced paragraph cannot be content

@@ -94,6 +94,11 @@ class ArticleError(ValueError):
     def at(self, where: object, record_id: str | None = None) -> "ArticleError":
         return ArticleError(self.message, where, record_id if record_id is not None else self.record_id)
 
+    def in_batch(self, n: int) -> "ArticleError":
+        """This error as that of the n-th (0-based) article of a list given to the Predictor or the service:
+        ``article 2 (id 'a7'): text: missing``, the id shown when the article has one."""
+        return self.at(f"article {n}" + (f" (id {self.record_id!r})" if self.record_id is not None else ""))
+
 
 class InputError(ValueError):
     """A problem with a run itself (an input, the output, an option), found before any record is written:
@@ -369,11 +374,15 @@ def as_article(obj, default_id: str | None = None, limits: Limits | None = None)
     """The Predictor's article forms: a string (split_paragraphs), a list of paragraph strings, a record
     dict (article_from_record) or an Article. Raises ArticleError saying what is wrong."""
     if isinstance(obj, Article):
-        if not isinstance(obj.paragraphs, list) or not all(isinstance(p, str) for p in obj.paragraphs):
-            raise ArticleError("paragraphs: expected a list of strings")
+        # the record rule's id (a string; a number as its digits; none -> default_id), on a copy: the caller's
+        # Article is never changed
+        rid = record_id({"id": obj.id}, None)
+        rid = default_id if rid is None else rid
+        if not isinstance(obj.paragraphs, (list, tuple)) or not all(isinstance(p, str) for p in obj.paragraphs):
+            raise ArticleError("paragraphs: expected a list of strings", record_id=rid)
         if not isinstance(obj.title, str):
-            raise ArticleError(f"title: expected a string, got {_type(obj.title)}")
-        article = obj
+            raise ArticleError(f"title: expected a string, got {_type(obj.title)}", record_id=rid)
+        article = replace(obj, id=rid, paragraphs=list(obj.paragraphs))
     elif isinstance(obj, str):
         article = Article(id=default_id, paragraphs=split_paragraphs(_text(obj, "text")))
     elif isinstance(obj, (list, tuple)):
@@ -389,9 +398,12 @@ def as_article(obj, default_id: str | None = None, limits: Limits | None = None)
         raise ArticleError(f"article: expected a string, a list of paragraphs or a dict, got {_type(obj)}")
     if not any(p.strip() for p in article.paragraphs):
         field = "text" if isinstance(obj, str) else "paragraphs"  # a string is the article's text
-        raise ArticleError(f"{field}: the article has no non-empty paragraph")
+        raise ArticleError(f"{field}: the article has no non-empty paragraph", record_id=article.id)
     if limits is not None:
-        limits.check(article)
+        try:
+            limits.check(article)
+        except ArticleError as e:
+            raise e.at(None, article.id) from None
     return article
 
 

@@ -223,6 +223,7 @@ def tune_thresholds(predictor, validation) -> list[str]:
     split = score_split(predictor, validation)
     named = {}
     if split.bp_true.sum() > 0:  # without flags in validation, a model started from a trained one keeps its own
+        predictor.boilerplate_transition_penalty = 0.0  # the penalty of an init_from model must not veto a threshold at 0 or 1
         predictor.boilerplate_threshold = named["boilerplate"] = best_threshold(split.bp_true, split.bp_prob)
         predictor.boilerplate_transition_penalty = best_transition_penalty(split.flagged_articles,
                                                                            predictor.boilerplate_threshold)

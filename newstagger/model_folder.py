@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .decoding import is_penalty
+from .decoding import is_penalty, pairing_problem
 
 WEIGHTS = "model.safetensors"
 MIN_PARAGRAPH_TOKENS = 8
@@ -76,6 +76,8 @@ def _read_json(path: Path) -> dict:
 def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> FolderConfig:
     """Validate a model folder (see the module docstring) and return its config. Raises ModelFolderError."""
     folder = Path(folder)
+    if folder.is_file():
+        raise ModelFolderError(f"{folder}: a file, not a model folder: give the folder that holds it ({folder.parent})")
     if not folder.is_dir():
         raise ModelFolderError(f"{folder}: no such model folder")
     if not (folder / WEIGHTS).is_file():
@@ -118,9 +120,8 @@ def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> Folde
     penalty = config.get("boilerplate_transition_penalty", 0.0)
     if not is_penalty(penalty):
         raise ModelFolderError(f"{path}: boilerplate_transition_penalty: {penalty!r} is not a finite number >= 0")
-    if penalty > 0 and not 0 < bp < 1:
-        raise ModelFolderError(f"{path}: boilerplate_threshold: {bp!r} must be inside (0, 1) when "
-                               "boilerplate_transition_penalty is over 0")
+    if pairing_problem(bp, penalty):
+        raise ModelFolderError(f"{path}: boilerplate_threshold: {pairing_problem(bp, penalty)}")
     encoder = config.get("encoder")
     if not isinstance(encoder, dict):
         raise ModelFolderError(f"{path}: encoder: expected the encoder's config (an object)")
@@ -180,6 +181,13 @@ def check_weights(weights: Path, encoder: dict | None = None, config_path: Path 
         raise ModelFolderError(
             f"{where}: encoder: vocab_size {vocab} and hidden_size {hidden}, but {weights.name} holds "
             f"{embeddings} of shape {list(shapes[embeddings])}: the config does not describe these weights")
+    intermediate = encoder.get("intermediate_size")
+    wrong = next((n for n in names if n.endswith("intermediate.dense.weight") and isinstance(intermediate, int)
+                  and isinstance(hidden, int) and list(shapes[n]) != [intermediate, hidden]), None)
+    if wrong is not None:  # BERT-style names (the base model's); the torch load checks every tensor of any kind
+        raise ModelFolderError(
+            f"{where}: encoder: intermediate_size {intermediate}, but {weights.name} holds {wrong} of shape "
+            f"{list(shapes[wrong])}: the config does not describe these weights")
     layers = {int(m.group(1)) for m in map(_LAYER.search, names) if m}
     count = encoder.get("num_hidden_layers")
     if layers and isinstance(count, int) and layers != set(range(count)):

@@ -434,7 +434,7 @@ def read_manifest(folder: Path, digest: str) -> dict | None:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
-        raise ExportError(f"{path}: not valid JSON ({e})") from None
+        raise ExportError(f"{path}: not valid JSON ({e}): export again") from None
     if manifest.get("weights_sha256") != digest:
         raise ExportError(f"{path}: built from other weights than {folder.parent / 'model.safetensors'} "
                           "(sha256 differs): export again")

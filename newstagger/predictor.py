@@ -16,14 +16,15 @@ transformers). Every backend gives an article the same result whatever other art
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from .decoding import decode_flags, is_penalty
-from .inputs import Article, ArticleError, Limits, as_article, split_paragraphs  # noqa: F401 (re-exported)
+from .decoding import decode_flags, is_penalty, pairing_problem
+from .inputs import Article, ArticleError, Limits, as_article, record_id, split_paragraphs  # noqa: F401 (re-exported)
 from .model_folder import is_unit_number, read_model_folder, weights_digest
 from .hub import resolve_model
 from .packing import ParagraphTokenizer, pool_segments
@@ -92,14 +93,33 @@ def _article_list(articles) -> list:
         raise TypeError(f"articles: expected a list of articles, got {type(articles).__name__}") from None
 
 
+def _id_list(ids, count: int) -> list[str | None]:
+    """predict_batch_safe's ``ids`` as strings (or None), one per article, by the record rule's id rule
+    (a number as its digits). Raises TypeError for no list, ValueError for another length or a bad id."""
+    if isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__"):
+        raise TypeError(f"ids: expected a list of ids, one per article, got {type(ids).__name__}")
+    ids = list(ids)
+    if len(ids) != count:
+        raise ValueError(f"ids: {len(ids)} ids for {count} articles")
+    out = []
+    for i, given in enumerate(ids):
+        try:
+            out.append(record_id({"id": given}, None))
+        except ArticleError as e:
+            raise ValueError(f"ids: item {i}: {e.message.partition(': ')[2]}") from None
+    return out
+
+
 class Predictor:
     """Tags articles with a saved model. Thread-safe; use one per process and share it.
 
     ``Predictor(model, tokenizer)`` wraps an in-memory NewsTaggerModel and transformers tokenizer (the torch
     backend; training uses this); ``Predictor.from_pretrained(folder, backend=...)`` loads a folder.
     Runtime knobs live here, not in the model: ``batch_size`` (paragraph chunks per encoder call),
-    ``num_threads``, ``device``, ``limits`` (newstagger.inputs.Limits, the CLI's), ``paragraphs_per_pass``
-    (paragraphs of many articles pooled and sorted by length per pass) and ``evidence_per_topic``.
+    ``num_threads``, ``device``, ``limits`` (newstagger.inputs.Limits, the CLI's by default: a service
+    should pass tighter ones, since one article is one call that cannot be interrupted), ``paragraphs_per_pass``
+    (paragraphs of many articles pooled and sorted by length per pass) and ``evidence_per_topic`` (both whole
+    numbers >= 1; ValueError otherwise).
     ``paragraph_vectors`` (optional): a callable, texts -> torch tensor [len(texts), hidden] float32, that
     replaces the encoder (newstagger.vectors.VectorCache of a frozen encoder): training's fast mode scores its
     validation articles from the vectors it already holds instead of encoding them again.
@@ -108,6 +128,12 @@ class Predictor:
     def __init__(self, model, tokenizer, batch_size: int = 32, limits: Limits | None = None,
                  paragraphs_per_pass: int = 4096, evidence_per_topic: int = 3, device: str = "cpu",
                  backend: Backend | None = None, config=None, paragraph_vectors=None):
+        for name, value in (("paragraphs_per_pass", paragraphs_per_pass), ("evidence_per_topic", evidence_per_topic)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits: expected a newstagger.inputs.Limits, got {type(limits).__name__} "
+                            "(Limits(max_paragraphs=..., ...))")
         if backend is None:  # an in-memory NewsTaggerModel
             backend, config = torch_backend(model, device, batch_size), model.config
         if not isinstance(tokenizer, ParagraphTokenizer):
@@ -137,9 +163,14 @@ class Predictor:
         are this Predictor's, default all cores). ``device``: cpu, cuda or cuda:N (torch and onnx).
         Raises ModelFolderError for a folder that cannot be used, ExportError when backend "onnx" finds
         no export of these weights, HubError for a Hub id that cannot be fetched, ValueError for an unknown
-        backend or device."""
+        backend or device, an empty ``path`` or a runtime knob out of range, TypeError for a ``path`` that is
+        no str or Path."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path: expected a model folder or a Hub id (a str or Path), got {type(path).__name__}")
+        if not str(path).strip():  # Path("") is the current folder: never loaded by accident
+            raise ValueError("path: empty (give a model folder or a Hub id)")
         folder = resolve_model(path)  # a local folder, or a Hub id fetched when asked (newstagger.hub)
         folder_config = read_model_folder(folder)
         tokenizer = folder_config.tokenizer
@@ -152,32 +183,63 @@ class Predictor:
     # Thresholds live in the model's config (saved in config.json): training tunes them through here.
     @property
     def thresholds(self) -> np.ndarray:
+        """Topic thresholds [labels] float, in the order of ``labels``: a label is tagged at a score >= its
+        threshold. Set with one number in [0, 1] per label (a list or array in label order), or a dict of
+        label -> number for some labels (the others keep theirs); anything else is a ValueError (a
+        TypeError for a value that is no list or dict) and changes nothing."""
         return np.array([self.config.topic_thresholds.get(label, 0.5) for label in self.labels])
 
     @thresholds.setter
     def thresholds(self, values) -> None:
-        self.config.topic_thresholds = {label: float(v) for label, v in zip(self.labels, values)}
+        if isinstance(values, dict):
+            unknown = [label for label in values if label not in self.labels]
+            if unknown:
+                raise ValueError(f"thresholds: {unknown[0]!r} is not a label of this model ({', '.join(self.labels)})")
+            given = dict(values)
+        else:
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+                raise TypeError(f"thresholds: expected one number per label ({', '.join(self.labels)}) or a "
+                                f"dict of label: number, got {type(values).__name__}")
+            if len(values) != len(self.labels):
+                raise ValueError(f"thresholds: {len(values)} values for {len(self.labels)} labels "
+                                 f"({', '.join(self.labels)})")
+            given = dict(zip(self.labels, values))
+        for label, value in given.items():
+            if not is_unit_number(value):
+                raise ValueError(f"thresholds: {label}: must be a number in [0, 1], not {value!r}")
+        self.config.topic_thresholds = {**{label: float(t) for label, t in zip(self.labels, self.thresholds)},
+                                        **{label: float(v) for label, v in given.items()}}
 
     @property
     def boilerplate_threshold(self) -> float:
+        """A paragraph scored at or above it leans boilerplate (newstagger.decoding); a number in [0, 1], inside
+        (0, 1) when the transition penalty is over 0 (else a ValueError, and nothing changes)."""
         return float(self.config.boilerplate_threshold)
 
     @boilerplate_threshold.setter
     def boilerplate_threshold(self, value: float) -> None:
         if not is_unit_number(value):
             raise ValueError(f"boilerplate_threshold: must be in [0, 1], not {value!r}")
+        problem = pairing_problem(value, self.boilerplate_transition_penalty)
+        if problem:
+            raise ValueError(f"boilerplate_threshold: {problem}")
         self.config.boilerplate_threshold = float(value)
 
     @property
     def boilerplate_transition_penalty(self) -> float:
         """Log-odds cost of switching between content and boilerplate from one paragraph to the next
-        (newstagger.decoding); 0 decides each paragraph on its own."""
+        (newstagger.decoding); 0 decides each paragraph on its own. Over 0 only with a boilerplate threshold
+        inside (0, 1) (else a ValueError, and nothing changes)."""
         return float(getattr(self.config, "boilerplate_transition_penalty", 0.0))
 
     @boilerplate_transition_penalty.setter
     def boilerplate_transition_penalty(self, value: float) -> None:
         if not is_penalty(value):
             raise ValueError(f"boilerplate_transition_penalty: must be a finite number >= 0, not {value!r}")
+        problem = pairing_problem(self.boilerplate_threshold, value)
+        if problem:
+            raise ValueError(f"boilerplate_transition_penalty: {value!r} needs a boilerplate_threshold inside "
+                             f"(0, 1), not {self.boilerplate_threshold!r}: set the threshold first")
         self.config.boilerplate_transition_penalty = float(value)
 
     def decode(self, boilerplate_prob, present=None, forced=None) -> np.ndarray:
@@ -206,7 +268,7 @@ class Predictor:
             try:
                 valid.append(self.article(raw))
             except ArticleError as e:
-                raise e.at(f"article {n}") from None
+                raise e.in_batch(n) from None
         return valid
 
     def _passes(self, articles: Sequence[Article]) -> Iterable[list[int]]:
@@ -288,9 +350,7 @@ class Predictor:
         for ids of another length)."""
         articles = _article_list(articles)
         if ids is not None:
-            ids = _article_list(ids)
-            if len(ids) != len(articles):
-                raise ValueError(f"ids: {len(ids)} ids for {len(articles)} articles")
+            ids = _id_list(ids, len(articles))
         out: list = [None] * len(articles)
         good = []
         for i, raw in enumerate(articles):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,19 +177,25 @@ def load_model(folder: Path):
     """The NewsTaggerModel of a validated folder, in eval mode. Raises ModelFolderError when the weights do
     not fill the model config.json describes exactly: transformers would otherwise only log the missing
     (randomly initialised), unexpected or mismatched tensors and the model would tag garbage."""
+    from transformers.utils import logging as hf_logging
+
     from .model import NewsTaggerModel
     from .model_folder import WEIGHTS, ModelFolderError
 
     weights = Path(folder) / WEIGHTS
+    # Tensors of other shapes load as "mismatched" (and the model is refused below) rather than raising, so
+    # that the one-line error can name them; transformers' own load report (a table on stderr) is silenced.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     try:
         with no_transformers_bars():
-            model, info = NewsTaggerModel.from_pretrained(str(folder), use_safetensors=True,
-                                                          trust_remote_code=False, output_loading_info=True)
-    except RuntimeError as e:  # transformers refuses tensors of the wrong shape (ignore_mismatched_sizes=False)
-        raise ModelFolderError(f"{weights}: does not match config.json: tensors of other shapes than the "
-                               f"config describes ({str(e).splitlines()[0]})") from None
+            model, info = NewsTaggerModel.from_pretrained(str(folder), use_safetensors=True, trust_remote_code=False,
+                                                          output_loading_info=True, ignore_mismatched_sizes=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        keys = sorted(map(str, info.get(kind) or ()))
+        keys = sorted(f"{k[0]} ({list(k[1])} in the file, {list(k[2])} in config.json)" if isinstance(k, tuple)
+                      else str(k) for k in info.get(kind) or ())
         if keys:
             shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
             raise ModelFolderError(f"{weights}: does not match config.json: {kind.replace('_', ' ')}: {shown}")
@@ -204,6 +211,8 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
     for what, value in (("batch_size", micro_batch), ("num_threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{what} must be a whole number of at least 1, not {value!r}")
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"device must be cpu, cuda or cuda:N, not {device!r}")
     micro_batch = micro_batch or DEFAULT_MICRO_BATCH[name]
     if name == "int8" and device != "cpu":
         raise ValueError(f"backend int8 runs on the CPU, not {device!r} (use the torch backend on a GPU)")

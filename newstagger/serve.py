@@ -214,7 +214,7 @@ def _articles_of(body, predictor, max_articles: int) -> tuple[list, bool]:
             try:
                 articles.append(predictor.article(item))
             except ArticleError as e:
-                problems.append(str(e.at(f"article {n}")))
+                problems.append(str(e.in_batch(n)))
         if problems:
             raise HttpError(422, "; ".join(problems[:20]))
         return articles, True

@@ -103,6 +103,8 @@ def test_label_maps_contradicting_labels_are_refused(folder):
     ("num_hidden_layers", 1, r"encoder.num_hidden_layers: 1, but model.safetensors holds 2"),
     ("hidden_size", 64, r"config.json: encoder: vocab_size 30522 and hidden_size 64, but model.safetensors holds "
                         r"encoder.embeddings.word_embeddings.weight of shape \[30522, 32\]"),
+    ("intermediate_size", 48, r"config.json: encoder: intermediate_size 48, but model.safetensors holds "
+                              r"encoder.encoder.layer.0.intermediate.dense.weight of shape \[64, 32\]"),
 ])
 def test_an_encoder_config_that_does_not_describe_the_weights_is_refused_by_every_backend(folder, key, value, message):
     encoder = json.loads((folder / "config.json").read_text())["encoder"]
@@ -113,14 +115,25 @@ def test_an_encoder_config_that_does_not_describe_the_weights_is_refused_by_ever
         Predictor.from_pretrained(folder, backend="onnx")
 
 
-def test_weights_that_do_not_fill_the_model_exactly_are_refused_on_load(folder):
-    """What the header check cannot see (intermediate_size, the context layer's shape) transformers would
-    only log, leaving freshly initialised tensors: the torch load refuses it."""
-    encoder = json.loads((folder / "config.json").read_text())["encoder"]
-    edit_json(folder / "config.json", encoder={**encoder, "intermediate_size": encoder["intermediate_size"] + 1})
+@pytest.mark.parametrize("change, message", [
+    ({"max_position_embeddings": 300}, r"mismatched keys: encoder.embeddings.position_embeddings.weight "
+                                        r"\(\[512, 32\] in the file, \[300, 32\] in config.json\)"),
+    ({"context_layers": 2}, r"missing keys: "),
+    ({"relation_features": False}, r"unexpected keys: relation.bias, relation.weight"),
+])
+def test_weights_that_do_not_fill_the_model_exactly_are_refused_on_load(folder, capfd, change, message):
+    """What the header check cannot see (position embeddings, the context layer, the heads) transformers
+    would only log, leaving freshly initialised tensors: the torch load refuses it in one line, without
+    transformers' report."""
+    config = json.loads((folder / "config.json").read_text())
+    if "max_position_embeddings" in change:
+        change = {"encoder": {**config["encoder"], **change}}
+    edit_json(folder / "config.json", **change)
     read_model_folder(folder)  # shapes the header check does not know
-    with pytest.raises(ModelFolderError, match=r"model.safetensors: does not match config.json"):
+    capfd.readouterr()
+    with pytest.raises(ModelFolderError, match=r"model.safetensors: does not match config.json: " + message):
         Predictor.from_pretrained(folder)
+    assert "LOAD REPORT" not in capfd.readouterr().err
 
 
 def test_a_truncated_weights_file_is_refused(folder):

@@ -35,9 +35,9 @@ def test_every_article_form_gives_the_same_result(predictor):
 def test_bad_articles_raise_a_clear_error(predictor, bad, field):
     with pytest.raises(ArticleError, match=f"^{field}: "):
         predictor.predict(bad)
-    with pytest.raises(ArticleError, match=f"^article 1: {field}: "):  # a batch says which article
+    with pytest.raises(ArticleError, match=f"^article 1( \\(id 'x'\\))?: {field}: "):  # a batch says which article
         predictor.predict_batch(["Fine.", bad])
-    with pytest.raises(ArticleError, match=f"^article 0: {field}: "):
+    with pytest.raises(ArticleError, match=f"^article 0( \\(id 'x'\\))?: {field}: "):
         predictor.predict_proba([bad])
     results = predictor.predict_batch_safe(["Fine.", bad, "Also fine."])
     assert isinstance(results[1], ArticleError) and str(results[1]).startswith(f"{field}: ")
@@ -160,7 +160,84 @@ def test_flags_are_decoded_over_the_article_and_keep_topics_off_them(tiny_model_
         with pytest.raises(ValueError, match=r"boilerplate_threshold: must be in \[0, 1\]"):
             predictor.boilerplate_threshold = bad
     assert predictor.boilerplate_transition_penalty == 1.0
+    # a threshold at 0 or 1 with a penalty over 0 cannot be decoded: refused when set (as config.json's check
+    # does), not at every later predict (found by a service user's trial)
+    kept = predictor.boilerplate_threshold
+    for edge in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"boilerplate_threshold: .* must be inside \(0, 1\) when"):
+            predictor.boilerplate_threshold = edge
+    assert predictor.boilerplate_threshold == kept
+    predictor.boilerplate_transition_penalty = 0.0
+    predictor.boilerplate_threshold = 1.0  # the per-paragraph rule takes any threshold
+    with pytest.raises(ValueError, match="boilerplate_transition_penalty: 2.0 needs a boilerplate_threshold inside"):
+        predictor.boilerplate_transition_penalty = 2.0
+    predictor.boilerplate_threshold, predictor.boilerplate_transition_penalty = kept, 1.0
     with torch.no_grad():
         out = predictor.model(**pack_articles(predictor.tokenizer, articles, None, predictor.config.max_paragraph_tokens))
     own = torch.sigmoid(out.topic_logits).numpy()
     assert np.abs(own - np.array([list(r.topic_scores.values()) for r in results])).max() < 1e-5
+
+
+def test_topic_thresholds_are_set_whole_and_checked(tiny_model_dir):
+    """One number in [0, 1] per label, or a dict for some labels; anything else is refused when set and
+    changes nothing (a short list once left a label at a silent 0.5). Found by a service user's trial."""
+    predictor = Predictor.from_pretrained(tiny_model_dir)
+    labels, before = predictor.labels, predictor.thresholds.copy()
+    for bad, error, message in [
+        (before[:-1].tolist(), ValueError, f"thresholds: {len(labels) - 1} values for {len(labels)} labels"),
+        (before.tolist() + [0.5], ValueError, f"thresholds: {len(labels) + 1} values"),
+        ([float("nan")] + before[1:].tolist(), ValueError, f"thresholds: {labels[0]}: must be a number in \\[0, 1\\]"),
+        (["0.1"] + before[1:].tolist(), ValueError, "must be a number in"),
+        ([True] + before[1:].tolist(), ValueError, "must be a number in"),
+        ({"no_such_label": 0.3}, ValueError, "'no_such_label' is not a label of this model"),
+        ({labels[0]: 1.5}, ValueError, "must be a number in"),
+        (0.7, TypeError, "thresholds: expected one number per label"),
+    ]:
+        with pytest.raises(error, match=message):
+            predictor.thresholds = bad
+        assert predictor.thresholds.tolist() == before.tolist()
+    predictor.thresholds = {labels[-1]: 0.25}
+    assert predictor.thresholds.tolist() == before[:-1].tolist() + [0.25]
+    predictor.thresholds = np.full(len(labels), 0.0)  # an array in label order; 0: every label tagged
+    predictor.boilerplate_transition_penalty, predictor.boilerplate_threshold = 0.0, 1.0  # (on content)
+    assert predictor.predict("Ministers met.\n\nThey agreed.").topics == labels
+
+
+def test_api_values_are_checked_where_they_are_given(tiny_model_dir, tmp_path):
+    """Found by a service user's trial: each of these was accepted and failed later, or did something else."""
+    for options, error, message in [
+        ({"device": "gpu"}, ValueError, "device must be cpu, cuda or cuda:N, not 'gpu'"),
+        ({"backend": "int8", "device": "gpu"}, ValueError, "device must be cpu, cuda or cuda:N"),
+        ({"evidence_per_topic": 0}, ValueError, "evidence_per_topic must be a whole number of at least 1, not 0"),
+        ({"paragraphs_per_pass": -5}, ValueError, "paragraphs_per_pass must be a whole number of at least 1"),
+        ({"limits": {"max_paragraphs": 3}}, TypeError, "limits: expected a newstagger.inputs.Limits, got dict"),
+    ]:
+        with pytest.raises(error, match=message):
+            Predictor.from_pretrained(tiny_model_dir, **options)
+    with pytest.raises(TypeError, match="path: expected a model folder or a Hub id"):
+        Predictor.from_pretrained(None)
+    with pytest.raises(ValueError, match="path: empty"):  # not the current folder
+        Predictor.from_pretrained("")
+    from newstagger.model_folder import ModelFolderError
+
+    with pytest.raises(ModelFolderError, match="config.json: a file, not a model folder: give the folder"):
+        Predictor.from_pretrained(tiny_model_dir / "config.json")
+
+
+def test_ids_of_every_article_form_are_strings_and_given_ids_apply_to_articles(predictor):
+    from newstagger.inputs import Article
+
+    text = "Ministers met in Oslo."
+    own = Article(id=None, paragraphs=[text])
+    results = predictor.predict_batch_safe([own, text, {"text": text}, [text], Article(id=5, paragraphs=(text,))],
+                                           ids=["g0", 1, "g2", "g3", None])
+    assert [r.id for r in results] == ["g0", "1", "g2", "g3", "5"]
+    assert own.id is None  # the caller's Article is not changed
+    bad = predictor.predict_batch_safe([Article(id="a3", paragraphs=[text], title=None)])[0]
+    assert isinstance(bad, ArticleError) and bad.record_id == "a3" and str(bad).startswith("title: ")
+    with pytest.raises(TypeError, match="ids: expected a list of ids, one per article, got str"):
+        predictor.predict_batch_safe([text, text], ids="ab")
+    with pytest.raises(ValueError, match="ids: item 1: expected a string or a number, got list"):
+        predictor.predict_batch_safe([text, text], ids=["a", ["b"]])
+    with pytest.raises(ArticleError, match=r"^article 2 \(id 'bad'\): text: missing"):  # the id, when known
+        predictor.predict_batch([text, text, {"id": "bad", "title": "x"}])
