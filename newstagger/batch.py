@@ -15,14 +15,16 @@ Every input record gives exactly one output record, in input order: ``TaggingRes
 Output is appended record by record as each chunk of articles is tagged (flushed each record, fsync'ed each
 chunk), so a killed run loses at most the chunk in flight (``chunk_size`` articles). ``resume=True`` first
 checks that the output is a newstagger output of these inputs (every line one of our records, its first and
-last ids those of the matching input records), then drops a torn last line, and skips the records already
-written (input order is deterministic). The output is checked before the model loads: not a folder, its
-folder present and writable, not the same file as an input (device and inode, so hard links and symlinks
-count), and a file inside an input folder is not read.
+last ids those of the matching input records; its run record, OUTPUT.run.json, that the model, the options and
+the input files, by size and modification time, are the same), then drops a torn last line, and skips the
+records already written (input order is deterministic). The output is checked before the model loads: not a
+folder, its folder present and writable, not the same file as an input (device and inode, so hard links and
+symlinks count), not being written by another run (OutputLock), and a file inside an input folder is not read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,11 +37,16 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
+try:
+    import fcntl
+except ImportError:  # Windows: outputs are not locked (OutputLock)
+    fcntl = None
+
 import numpy as np
 from tqdm.auto import tqdm
 
 from .inputs import (SOURCE_FIELDS, STDIN, Article, ArticleError, Columns, InputError, Limits, Position,
-                     check_inputs, format_of, is_uri, iter_articles)
+                     check_inputs, file_identities, format_of, input_files, is_uri, iter_articles)
 from .packing import encoded
 from .runtime import BACKENDS
 
@@ -105,8 +112,7 @@ class TagOptions:
                 raise InputError("--site-repeat reads the inputs twice, which stdin cannot do; pass files")
             if self.ray_address or self.num_actors:
                 raise InputError("--ray-address and --num-actors work with --engine ray only")
-            suffixes = [x.lower() for x in Path(str(self.output or "")).suffixes[-2:]]
-            if {".parquet", ".csv", ".gz", ".arrow"} & set(suffixes):  # it would hold plain JSONL lines
+            if Path(str(self.output or "")).suffix.lower() in (".parquet", ".csv", ".gz", ".arrow"):  # it would hold JSONL
                 raise InputError(f"--output {self.output}: the local engine writes plain JSONL (name it .jsonl); "
                                  "for Parquet use --engine ray --output-format parquet")
 
@@ -433,6 +439,16 @@ def run_signature(options: TagOptions) -> dict:
     return signature
 
 
+def local_signature(options: TagOptions, inputs: Sequence[str], exclude=()) -> dict:
+    """The local engine's run record: run_signature and the input files read, with their size and
+    modification time (inputs.file_identities, as a count and a SHA-256), so that --resume refuses inputs
+    changed since: the records already written must be those of the records it skips."""
+    files = file_identities([source for source, _, _ in input_files(inputs, exclude)])
+    signature = run_signature(options)  # a digest: a folder may hold a million files
+    signature["inputs"] = {"files": len(files), "sha256": hashlib.sha256(json.dumps(files).encode()).hexdigest()}
+    return signature
+
+
 def check_run_record(output: Path, signature: dict) -> str | None:
     """On --resume: InputError when OUTPUT.run.json says the output was made by another model or with other
     options (one output must never mix two runs); a note (returned) when an older output has none."""
@@ -445,10 +461,13 @@ def check_run_record(output: Path, signature: dict) -> str | None:
         raise InputError(f"{path}: cannot read the run record ({e}); start over with --overwrite") from None
     if not isinstance(recorded, dict):
         raise InputError(f"{path}: not a run record; start over with --overwrite")
+    if "inputs" not in recorded:  # written before run records held the input files: compared without them
+        signature = {k: v for k, v in signature.items() if k != "inputs"}
     differ = signature_differences(recorded, signature)
     if differ:
         raise InputError(f"--resume: {output} was written with other settings: {', '.join(differ)} "
-                         f"(see {path}); resume with the same model and options, or start over with --overwrite")
+                         f"(see {path}); resume with the same model, options and inputs, or start over with "
+                         "--overwrite")
     return None
 
 
@@ -560,14 +579,32 @@ def scan_output(path: Path) -> _Written:
     return _Written(records, errors, first_id, last_id, keep, size, first_error)
 
 
-def _skip_written(items: Iterator, written: _Written, output: Path) -> None:
-    """Advance ``items`` past the records the output already holds, checking that they are the same."""
+class _Ids:
+    """The ids a run has written, to count records that repeat an earlier record's id: hashes, 8 bytes of
+    key each, not the ids (a run may hold millions); the records of an earlier run resumed count too."""
+
+    def __init__(self, summary: RunSummary):
+        self.seen: set[int] = set()
+        self.summary = summary
+
+    def add(self, record_id) -> None:
+        key = hash(record_id)
+        if key in self.seen:
+            self.summary.duplicate_ids += 1
+            self.summary.first_duplicate = self.summary.first_duplicate or record_id
+        self.seen.add(key)
+
+
+def _skip_written(items: Iterator, written: _Written, output: Path, ids: _Ids) -> None:
+    """Advance ``items`` past the records the output already holds, checking that they are the same (their
+    ids at both ends; the run record, that the inputs are unchanged), and add their ids to ``ids``."""
     for i in range(1, written.records + 1):
         item = next(items, None)
         if item is None:
             raise InputError(f"{output}: holds {written.records} records but the inputs have only {i - 1}; "
                              "was it written from other inputs?")
         rid = _output_id(item[1])
+        ids.add(rid)
         for n, want in ((1, written.first_id), (written.records, written.last_id)):
             if i == n and rid != want:
                 which = "first" if n == 1 else "last"
@@ -629,6 +666,8 @@ class _Output:
         try:
             self.file.write(data)
             self.file.flush()  # record by record: a killed process loses only the records not yet written
+        except BrokenPipeError:  # standard output's reader went away (| head): the CLI stops quietly
+            raise
         except OSError as e:
             raise InputError(f"{self.name}: cannot write ({e.strerror or e})") from None
 
@@ -652,11 +691,52 @@ class _Output:
 # ---------------------------------------------------------------------------------------------
 
 
+class OutputLock:
+    """An exclusive lock on an output file for the length of a run, so that a second run on the same output
+    (whose records would interleave with the first's) is refused (InputError) instead of corrupting it:
+    ``fcntl.flock`` on a hidden file beside the output, ``.NAME.lock``, removed at the end. The kernel drops
+    the lock when a killed run's process ends, so a file left by a crash never blocks a --resume. Nothing is
+    locked for standard output, a device or a pipe, or where fcntl is missing (Windows)."""
+
+    def __init__(self, output: Path | None):
+        regular = output is not None and (not output.exists() or output.is_file())
+        self.output = output
+        self.path = output.with_name(f".{output.name}.lock") if regular and fcntl is not None else None
+        self.fd = None
+
+    def __enter__(self) -> "OutputLock":
+        if self.path is None:
+            return self
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise InputError(f"{self.output}: another newstagger run is writing it (it holds {self.path}); let "
+                             "that run end, or choose another --output") from None
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot lock the output ({e.strerror or e})") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self.fd)
+            self.fd = None
+
+
 def tag_local(options: TagOptions) -> RunSummary:
     """Tag every record of ``options.inputs`` and write one output record per input record, in order.
     Raises InputError for problems with the run itself; bad records become error records instead."""
     inputs = check_inputs(options.inputs, options.columns)
     output = check_output(options.output, inputs, options.resume, options.overwrite)
+    with OutputLock(output):  # before the output is read: another run on it would interleave records
+        return _tag_local(options, inputs, output)
+
+
+def _tag_local(options: TagOptions, inputs: list[str], output: Path | None) -> RunSummary:
     limits = getattr(options.model, "limits", None) or options.limits  # a ready Predictor has its own
     summary = RunSummary(output=str(output) if output is not None else "-")
     blank = BlankLines()
@@ -667,14 +747,17 @@ def tag_local(options: TagOptions) -> RunSummary:
 
     written = None
     items = None
-    signature = run_signature(options) if output is not None else None
+    ids = _Ids(summary)
+    exists = output is not None and output.exists()
+    signature = (local_signature(options, inputs, {_identity(output.stat())} if exists else ())
+                 if output is not None else None)
     note = None
-    if output is not None and options.resume and output.exists():
+    if output is not None and options.resume and exists:
         written = scan_output(output)
         if output.is_file():
             note = check_run_record(output, signature)
         items = articles({_identity(output.stat())})
-        _skip_written(items, written, output)
+        _skip_written(items, written, output, ids)
     predictor = load_predictor(options.model, backend=options.backend, batch_size=options.batch_size,
                                num_threads=options.num_threads, limits=options.limits, device=options.device)
 
@@ -705,19 +788,18 @@ def tag_local(options: TagOptions) -> RunSummary:
                      unit=" articles", disable=not progress, file=sys.stderr), options.site_repeat_min)
         if items is None:
             items = articles(exclude)
-        _run(predictor, items, out, options, summary, repeated, progress, total)
+        _run(predictor, items, out, options, summary, ids, repeated, progress, total)
     finally:
         out.close()
     summary.blank_lines = blank.count  # the earlier run's too, when resumed (the skipped records passed by)
     return summary
 
 
-def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummary, repeated: set[int],
+def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummary, ids: _Ids, repeated: set[int],
          progress: bool, total: int | None) -> None:
     bar = tqdm(total=None if total is None else total - summary.resumed, unit=" articles", desc="tagging",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     started = time.perf_counter()
-    seen = set()  # hashes of this run's ids (8 bytes of key each, not the ids: a run may hold millions)
     try:
         while True:
             chunk = [item for _, item in zip(range(options.chunk_size), items)]
@@ -742,11 +824,7 @@ def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummar
                     summary.paragraphs += len(result.paragraphs)
                     record = result.to_record()
                 summary.records += 1
-                key = hash(record["id"])
-                if key in seen:
-                    summary.duplicate_ids += 1
-                    summary.first_duplicate = summary.first_duplicate or record["id"]
-                seen.add(key)
+                ids.add(record["id"])
                 out.write(format_pretty(result, record["id"], error).encode("utf-8") if options.pretty
                           else json_line(record))
             out.sync()

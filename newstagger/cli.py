@@ -25,6 +25,7 @@ EXIT_OK = 0  # every record tagged (check: every record valid)
 EXIT_RECORD_ERRORS = 1  # the run finished, but some records are error records (check: some records are bad)
 EXIT_USAGE = 2  # usage or input error: bad options, unreadable input, unusable output or model, bad config
 EXIT_CRASH = 3  # an unexpected error (a bug): set NEWSTAGGER_DEBUG=1 to see the traceback
+EXIT_PIPE = 141  # standard output closed by its reader (| head): quietly, as a Unix tool killed by SIGPIPE
 
 _EXIT_DONE = {"tag": ("all records tagged",
                       'some records failed: each is an error record "file:line: field: problem"'),
@@ -41,7 +42,8 @@ def exit_codes_help(command: str | None = None) -> str:
     lines = ["exit status:", f"  0  {done[0]}"] + ([f"  1  {done[1]}"] if len(done) > 1 else [])
     return "\n".join(lines + [
         "  2  usage or input error: bad options or config, an input, output or model that cannot be used",
-        "  3  crash: an unexpected error (NEWSTAGGER_DEBUG=1 shows the traceback)"])
+        "  3  crash: an unexpected error (NEWSTAGGER_DEBUG=1 shows the traceback)",
+        "  130  interrupted (Ctrl-C); 141  standard output closed by its reader (| head)"])
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -413,10 +415,9 @@ def _dispatch(args, extra: list[str], name: str) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader of our stdout went away (| head): nothing more to say to it
+    except BrokenPipeError:  # the reader of our stdout went away (| head): it asked for no more
         _silence_stdout()
-        print(f"{name}: error: standard output was closed before all records were written", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_PIPE
     except Exception as e:
         if isinstance(e, _user_errors()):
             print(f"{name}: error: {e}", file=sys.stderr)

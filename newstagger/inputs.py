@@ -126,14 +126,15 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a whole number of at least 1, not {value!r}")
 
-    def check(self, article: Article) -> None:
-        """Raise ArticleError when ``article`` is over a limit."""
+    def check(self, article: Article, field: str = "paragraphs") -> None:
+        """Raise ArticleError when ``article`` is over a limit; ``field``: where its paragraphs came from, as
+        the record named it (``text``, a --text-column), for the message."""
         if len(article.paragraphs) > self.max_paragraphs:
-            raise ArticleError(f"paragraphs: {len(article.paragraphs)} paragraphs, over the limit of "
+            raise ArticleError(f"{field}: {len(article.paragraphs)} paragraphs, over the limit of "
                                f"{self.max_paragraphs} (max_paragraphs)")
         longest = max((len(p) for p in article.paragraphs), default=0)
         if longest > self.max_paragraph_chars:
-            raise ArticleError(f"paragraphs: a paragraph of {longest} characters, over the limit of "
+            raise ArticleError(f"{field}: a paragraph of {longest} characters, over the limit of "
                                f"{self.max_paragraph_chars} (max_paragraph_chars)")
         if len(article.title) > self.max_title_chars:
             raise ArticleError(f"title: {len(article.title)} characters, over the limit of "
@@ -263,18 +264,23 @@ def _decode_list(value, name: str):
     return value
 
 
-def _paragraphs(record: dict, columns: Columns) -> list[str]:
+def _null(value) -> str:
+    return "NaN" if isinstance(value, float) else "null"
+
+
+def _paragraphs(record: dict, columns: Columns) -> tuple[str, list[str]]:
+    """(the field the text came from, its paragraphs)."""
     if columns.text:
         name = columns.text
         if _missing(record.get(name)):
-            raise ArticleError(f"{name}: null" if name in record else f"{name}: missing")
+            raise ArticleError(f"{name}: {_null(record[name])}" if name in record else f"{name}: missing")
     else:
         name = "paragraphs" if not _missing(record.get("paragraphs")) else "text"
         if _missing(record.get(name)):
             if "paragraphs" in record:  # there, but null: "neither" would send the user looking for it
                 raise ArticleError("paragraphs: null; give a list of strings, or text")
             if "text" in record:  # null (or NaN: an empty cell of a table)
-                raise ArticleError("text: null; give the article's text as a string, or paragraphs")
+                raise ArticleError(f"text: {_null(record['text'])}; give the article's text as a string, or paragraphs")
             raise ArticleError("text: missing (the record has neither 'paragraphs' nor 'text')")
     value = record[name]
     if name == "paragraphs":
@@ -292,7 +298,7 @@ def _paragraphs(record: dict, columns: Columns) -> list[str]:
         raise ArticleError(f"{name}: expected a text or a list of paragraph strings, got {_type(value)}")
     if not any(p.strip() for p in paragraphs):  # named as the user named the field (--text-column body)
         raise ArticleError(f"{name}: the article has no non-empty paragraph")
-    return paragraphs
+    return name, paragraphs
 
 
 def parse_labels(value, name: str = "topics") -> list[str] | None:
@@ -355,7 +361,7 @@ def article_from_record(record, position: Position | None = None, columns: Colum
             title = ""
         elif not isinstance(title, str):
             raise ArticleError(f"title: expected a string, got {_type(title)}")
-        paragraphs = _paragraphs(record, columns)
+        field, paragraphs = _paragraphs(record, columns)
         used = {columns.text or "paragraphs", "text", "paragraphs", "title", columns.id or "id"}
         article = Article(id=rid, paragraphs=paragraphs, title=_text(title, "title"))
         if labelled:
@@ -364,7 +370,7 @@ def article_from_record(record, position: Position | None = None, columns: Colum
             used |= {"boilerplate", columns.label_field}
         article.extra = {k: v for k, v in record.items() if k not in used}
         if limits is not None:
-            limits.check(article)
+            limits.check(article, field)
         return article
     except ArticleError as e:
         raise e.at(None, rid) from None
@@ -390,18 +396,19 @@ def as_article(obj, default_id: str | None = None, limits: Limits | None = None)
         if bad is not None:
             raise ArticleError(f"paragraphs: expected a list of strings (item {bad} is {_type(obj[bad])})")
         article = Article(id=default_id, paragraphs=[_text(p, "paragraphs") for p in obj])
-    elif isinstance(obj, dict):
-        article = article_from_record(obj)
+    elif isinstance(obj, dict):  # checked against the limits by the record rule, which knows the text's field
+        article = article_from_record(obj, limits=limits)
         if article.id is None:
             article.id = default_id
+        return article
     else:
         raise ArticleError(f"article: expected a string, a list of paragraphs or a dict, got {_type(obj)}")
+    field = "text" if isinstance(obj, str) else "paragraphs"  # a string is the article's text
     if not any(p.strip() for p in article.paragraphs):
-        field = "text" if isinstance(obj, str) else "paragraphs"  # a string is the article's text
         raise ArticleError(f"{field}: the article has no non-empty paragraph", record_id=article.id)
     if limits is not None:
         try:
-            limits.check(article)
+            limits.check(article, field)
         except ArticleError as e:
             raise e.at(None, article.id) from None
     return article
@@ -413,8 +420,15 @@ def as_article(obj, default_id: str | None = None, limits: Limits | None = None)
 
 _CSV_HINT = ("; the first line looks like a CSV header, but standard input and .jsonl files are read as JSON "
              "Lines: give a CSV file by its name (ending in .csv)")
-_PRETTY_HINT = ("; the input looks like a JSON array or pretty-printed JSON, but newstagger reads JSON Lines "
-                "(one object per line): convert it with  jq -c '.[]' FILE > FILE.jsonl")
+_PRETTY = "looks like a JSON array or pretty-printed JSON"
+
+
+def _pretty_hint(opening: str, name: str = "FILE") -> str:
+    """What to do with a JSON document where JSON Lines belong: ``opening`` is its first character ("[" for
+    an array, whose items are the records; "{" for objects written over several lines, each a record)."""
+    out = f"{name.removesuffix('.jsonl')}.lines.jsonl" if name != "FILE" else "FILE.jsonl"
+    command = f"jq -c '.[]' {name} > {out}" if opening == "[" else f"jq -c . {name} > {out}"
+    return f"; the input {_PRETTY}, but newstagger reads JSON Lines (one object per line): convert it with  {command}"
 
 
 def _lines(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | int]:
@@ -476,7 +490,7 @@ def parse_json_record(raw: bytes, first: bool = False):
     except json.JSONDecodeError as e:
         # Pretty-printed JSON opens with "[" or "{" alone on its line; a first line that is merely broken
         # ('{"id": "a", "title": "x"') is one bad record like any other (check_inputs looks at the whole file)
-        hint = _PRETTY_HINT if first and text.strip() in ("[", "{") else ""
+        hint = _pretty_hint(text.strip()) if first and text.strip() in ("[", "{") else ""
         if first and not hint and e.pos == 0 and "," in text and text.lstrip()[:1] not in '{["':
             hint = _CSV_HINT  # e.g. `cat my.csv | newstagger tag -`: one invalid-JSON record per line otherwise
         if not hint and e.msg == "Extra data" and "\r" in text:  # old Mac line ends: every record on one line
@@ -487,7 +501,7 @@ def parse_json_record(raw: bytes, first: bool = False):
     except ValueError as e:  # e.g. an integer of more than 4300 digits
         return ArticleError(f"record: invalid JSON ({e})")
     if not isinstance(value, dict):
-        hint = _PRETTY_HINT if first and isinstance(value, list) and value and isinstance(value[0], dict) else ""
+        hint = _pretty_hint("[") if first and isinstance(value, list) and value and isinstance(value[0], dict) else ""
         return ArticleError(f"record: expected a JSON object, got {_type(value)}{hint}")
     return value
 
@@ -793,6 +807,26 @@ def _uri_files(uri: str) -> list[tuple[str, str | None]]:
     return [(f"{scheme}://{p}", PurePosixPath(p).name) for p in keep]
 
 
+def file_identities(paths: Sequence[str]) -> list[dict]:
+    """Each input file as {path, size, mtime_ns} (pyarrow's file info, local or URI; None where a filesystem
+    does not say or cannot be read, and for standard input): an output is this run's to resume or reuse only
+    if its inputs are the same files, unchanged since (both engines' run records hold this)."""
+    import pyarrow.fs as pafs
+
+    identities = []
+    for path in paths:
+        size = mtime = None
+        if path != STDIN:
+            try:
+                filesystem, inner = pafs.FileSystem.from_uri(path) if is_uri(path) else (pafs.LocalFileSystem(), path)
+                info = filesystem.get_file_info(inner)
+                size, mtime = info.size, info.mtime_ns
+            except (OSError, ValueError):  # unreadable here: reading it reports it as an error record
+                pass
+        identities.append({"path": path, "size": size, "mtime_ns": mtime})
+    return identities
+
+
 def input_files(inputs: Sequence[str | Path], exclude: Iterable[tuple[int, int]] = ()
                 ) -> Iterator[tuple[str, str | None, str | None]]:
     """The files the inputs name, in reading order, as (source, problem, name): ``problem`` is None, or
@@ -861,6 +895,9 @@ def iter_articles(inputs: Sequence[str | Path], columns: Columns = Columns(), li
 
 
 def _peek_first_line(path: Path, compressed: bool, limit: int = 1 << 16) -> bytes:
+    """The first non-blank line of a file if it ends within its first ``limit`` bytes (or the file does),
+    else b"": a longer first record is left to the run, which reads lines up to max_line_bytes (a valid
+    record of 70 KB was once refused here as 'pretty-printed JSON', cut at 64 KiB)."""
     head = b""
     with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
         try:  # chunk by chunk: a truncated .gz still shows its first lines (the run reads them and reports the rest)
@@ -868,9 +905,11 @@ def _peek_first_line(path: Path, compressed: bool, limit: int = 1 << 16) -> byte
                 head += chunk
         except EOFError:
             pass
-    for line in head.splitlines():
+    whole = len(head) < limit  # the file ended within the limit
+    lines = head.split(b"\n")
+    for n, line in enumerate(lines):
         if line.strip():
-            return line
+            return line.rstrip(b"\r") if whole or n < len(lines) - 1 else b""
     return b""
 
 
@@ -949,12 +988,12 @@ def check_inputs(inputs: Sequence[str | Path], columns: Columns = Columns(), std
                 if first.startswith(_UTF16_BOMS):
                     raise InputError(f"{shown}: {_UTF16_PROBLEM.removeprefix('record: ')}")
                 problem = parse_json_record(first, first=True) if first else None
+                opening = first.strip()[:1].decode("ascii", "replace")
                 if isinstance(problem, ArticleError) and (
-                        _PRETTY_HINT in str(problem)
-                        or (first.strip()[:1] in (b"[", b"{")
-                            and _is_one_json_document(path, compressed, Limits().max_line_bytes))):
-                    hint = "" if _PRETTY_HINT in str(problem) else _PRETTY_HINT
-                    raise InputError(f"{shown}:1: {problem}{hint}".replace("FILE", shown))
+                        _PRETTY in str(problem)
+                        or (opening in ("[", "{") and _is_one_json_document(path, compressed, Limits().max_line_bytes))):
+                    message = str(problem).partition(f"; the input {_PRETTY}")[0]
+                    raise InputError(f"{shown}:1: {message}{_pretty_hint(opening, shown)}")
         except InputError:
             raise
         except Exception as e:  # csv.Error, pyarrow's ArrowInvalid, a gzip that is not gzip...

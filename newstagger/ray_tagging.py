@@ -66,7 +66,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from .batch import (BlankLines, RunSummary, TagOptions, load_predictor, options_record, resolve_device,  # noqa: E402
                     run_signature, signature_differences)
 from .inputs import (STDIN, ArticleError, InputError, Limits, Position,  # noqa: E402
-                     article_from_record, check_inputs, format_of, input_files, is_uri, read_stream)
+                     article_from_record, check_inputs, file_identities, format_of, input_files, is_uri,
+                     read_stream)
 
 logger = logging.getLogger("newstagger")
 
@@ -318,21 +319,6 @@ def _filesystem(path: str):
     return pafs.LocalFileSystem(), path
 
 
-def _input_identities(paths: list[str]) -> list[dict]:
-    """Each input file as {path, size, mtime_ns} (pyarrow's file info; None where a filesystem does not say):
-    a finished output folder is this command's only if its inputs are the same files, unchanged since."""
-    identities = []
-    for path in paths:
-        try:
-            filesystem, inner = _filesystem(path)
-            info = filesystem.get_file_info(inner)
-            size, mtime = info.size, info.mtime_ns
-        except (OSError, ValueError):  # unreadable here: the read tasks report it as an error row
-            size = mtime = None
-        identities.append({"path": path, "size": size, "mtime_ns": mtime})
-    return identities
-
-
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
     """Connect to a cluster (``address``, else RAY_ADDRESS), or start a private local instance on the
     loopback interface. Returns True when this call started or connected Ray (the caller shuts it down),
@@ -483,7 +469,7 @@ def tag_ray(options: TagOptions) -> RunSummary:
     summary.options.update(model=model, inputs=inputs, num_threads=threads)
     # What decides the rows, as the local engine's run record has it, and the input files read
     signature = run_signature(dataclasses.replace(options, model=model))
-    signature["inputs"] = _input_identities([source for source, _, _, _ in files])
+    signature["inputs"] = file_identities([source for source, _, _, _ in files])
     signature["output_format"] = options.output_format
     if not prepare_output(output, options.overwrite):
         return _finished(output, signature, summary)

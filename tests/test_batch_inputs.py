@@ -312,7 +312,7 @@ def test_bad_txt_files_and_csv_rows_spoil_only_their_own_record(predictor, tmp_p
     assert out[1]["error"].startswith(f"{folder / '2-latin1.txt'}: text: not valid UTF-8 (line 3:")
     assert out[4]["error"] == f"{table}:3: text: not valid UTF-8"
     assert out[6]["error"] == f"{table}:7: record: 3 fields, but the header has 2 columns"
-    assert out[7]["error"].startswith(f"{table}:8: paragraphs: a paragraph of 200000 characters")
+    assert out[7]["error"].startswith(f"{table}:8: text: a paragraph of 200000 characters")
     assert counts.tagged == 5 and counts.errors == 5
 
 
@@ -416,6 +416,10 @@ def test_resume_refuses_an_output_of_other_inputs(predictor, source_records, tmp
     output = tmp_path / "out.jsonl"
     tag_files(predictor, [str(first)], output, progress=False)
     before = output.read_bytes()
+    with pytest.raises(InputError, match=r"written with other settings: inputs \(files, or their size or modification"):
+        tag_files(predictor, [str(other)], output, resume=True, progress=False)
+    # Without the run record (an older output), the ids at both ends are checked
+    Path(str(output) + ".run.json").unlink()
     with pytest.raises(InputError, match=f"its first record is '{source_records[0]['id']}' but input record 1 is"):
         tag_files(predictor, [str(other)], output, resume=True, progress=False)
     same_start = write_lines(tmp_path / "same_start.jsonl", source_records[:3] + source_records[10:12])
@@ -427,6 +431,57 @@ def test_resume_refuses_an_output_of_other_inputs(predictor, source_records, tmp
     assert output.read_bytes() == before
     with pytest.raises(InputError, match="stdout cannot be resumed"):
         tag_files(predictor, [str(first)], None, resume=True, progress=False)
+
+
+def test_resume_refuses_inputs_changed_under_the_same_ids(predictor, source_records, tmp_path):
+    """The records already written must be those of the records resume skips: an input rewritten since (the
+    same ids, other texts) is refused by its size or modification time (found by a batch user's trial)."""
+    records = source_records[:6]
+    inputs = write_lines(tmp_path / "in.jsonl", records)
+    output = tmp_path / "out.jsonl"
+    tag_files(predictor, [str(inputs)], output, progress=False)
+    lines = output.read_bytes().splitlines(keepends=True)
+    output.write_bytes(b"".join(lines[:3]))  # a run killed half-way
+    swapped = [{**a, "title": b["title"], "paragraphs": b["paragraphs"]} for a, b in zip(records, records[1:] + records[:1])]
+    write_lines(inputs, swapped)
+    with pytest.raises(InputError, match=r"written with other settings: inputs \(files"):
+        tag_files(predictor, [str(inputs)], output, resume=True, progress=False)
+    assert output.read_bytes() == b"".join(lines[:3])
+    write_lines(inputs, records)  # the same content again, but touched: still refused (size and time, no hash)
+    os.utime(inputs, ns=(0, 0))
+    with pytest.raises(InputError, match="inputs"):
+        tag_files(predictor, [str(inputs)], output, resume=True, progress=False)
+
+
+def test_two_runs_on_one_output_cannot_interleave(predictor, source_records, tmp_path):
+    """A second run on an output another run is writing is refused (found by a batch user's trial: both
+    exited 0 with 129 records written twice); the lock goes with the run, even a killed one."""
+    import fcntl
+
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:3])
+    output = tmp_path / "out.jsonl"
+    lock = tmp_path / ".out.jsonl.lock"
+    with open(lock, "w") as held:  # what a running `newstagger tag -o out.jsonl` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for resume in (False, True):
+            with pytest.raises(InputError, match=r"out.jsonl: another newstagger run is writing it"):
+                tag_files(predictor, [str(inputs)], output, resume=resume, progress=False)
+    assert not output.exists()
+    # released (as when a killed run's process ends): the lock file left behind does not block
+    assert tag_files(predictor, [str(inputs)], output, progress=False).records == 3
+    assert not lock.exists()
+
+
+def test_repeated_ids_are_counted_across_a_resume(predictor, source_records, tmp_path):
+    records = source_records[:8]
+    records[6] = {**records[6], "id": records[1]["id"]}
+    inputs = write_lines(tmp_path / "in.jsonl", records)
+    output = tmp_path / "out.jsonl"
+    whole = tag_files(predictor, [str(inputs)], output, progress=False, chunk_size=2)
+    assert (whole.duplicate_ids, whole.first_duplicate) == (1, records[1]["id"])
+    output.write_bytes(b"".join(output.read_bytes().splitlines(keepends=True)[:4]))
+    resumed = tag_files(predictor, [str(inputs)], output, resume=True, progress=False, chunk_size=2)
+    assert (resumed.resumed, resumed.duplicate_ids, resumed.first_duplicate) == (4, 1, records[1]["id"])
 
 
 # -- --pretty and --site-repeat -------------------------------------------------------------------
@@ -733,3 +788,9 @@ def test_local_output_named_as_another_format_is_refused(predictor, source_recor
     with pytest.raises(InputError, match=r"the local engine writes plain JSONL .*--engine ray --output-format parquet"):
         tag_files(predictor, [str(inputs)], tmp_path / name, progress=False)
     assert not (tmp_path / name).exists()
+
+
+def test_an_output_whose_name_ends_in_jsonl_is_written_whatever_comes_before(predictor, source_records, tmp_path):
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:2])
+    for name in ("o.csv.jsonl", "run.gz.jsonl"):  # only the last suffix says the format (a batch user's trial)
+        assert tag_files(predictor, [str(inputs)], tmp_path / name, progress=False).records == 2

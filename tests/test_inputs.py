@@ -65,7 +65,7 @@ def test_paragraphs_keep_every_index_and_text_is_split_like_the_predictor():
     ({"text": "x"}, Columns(text="body"), "body: missing"),
     ({"body": None}, Columns(text="body"), "body: null"),
     ({"text": None}, Columns(), "text: null; give the article's text as a string, or paragraphs"),
-    ({"text": float("nan")}, Columns(), "text: null; give the article's text as a string, or paragraphs"),
+    ({"text": float("nan")}, Columns(), "text: NaN; give the article's text as a string, or paragraphs"),
     ({"paragraphs": "not a list"}, Columns(), "paragraphs: expected a list of paragraph strings, got str"),
     ({"paragraphs": "[1, 2"}, Columns(), "paragraphs: expected a JSON list"),
     ({"text": 5}, Columns(), "text: expected a text or a list of paragraph strings, got int"),
@@ -109,6 +109,13 @@ def test_limits_cover_paragraphs_their_length_and_the_title():
             limits.check(article)
     with pytest.raises(InputError, match="max_paragraphs must be"):
         Limits(max_paragraphs=0)
+    # the field named is the one the text came from (a batch user's trial: a long `text` was "paragraphs")
+    for record, columns, field in [({"text": "x" * 11}, Columns(), "text"), ({"body": "x" * 11}, Columns(text="body"), "body"),
+                                   ({"paragraphs": ["x" * 11]}, Columns(), "paragraphs")]:
+        with pytest.raises(ArticleError, match=f"^{field}: a paragraph of 11 characters"):
+            article_from_record(record, columns=columns, limits=limits)
+    with pytest.raises(ArticleError, match="^text: a paragraph of 11 characters"):
+        as_article("x" * 11, limits=limits)
 
 
 # -- readers ------------------------------------------------------------------------------------
@@ -329,8 +336,25 @@ def test_a_broken_first_jsonl_line_is_one_error_not_a_pretty_printed_file(tmp_pa
     assert [i.id for _, i in found[1:]] == ["b", "c"]
     spread = tmp_path / "spread.jsonl"  # one JSON array over several lines, its first line not "[" alone
     spread.write_text('[{"id": "a",\n  "text": "x"},\n {"id": "b", "text": "y"}]\n')
-    with pytest.raises(InputError, match=r"spread\.jsonl:1: record: invalid JSON .*JSON Lines .*jq -c"):
+    with pytest.raises(InputError, match=r"spread\.jsonl:1: record: invalid JSON .*JSON Lines .*"
+                                         r"jq -c '\.\[\]' \S*spread\.jsonl > \S*spread\.lines\.jsonl$"):
         check_inputs([str(spread)])
+    objects = tmp_path / "objects.jsonl"  # objects written over several lines, one after another: jq -c .
+    objects.write_text(json.dumps({"id": "a", "text": "x"}, indent=2) + "\n" + json.dumps({"id": "b", "text": "y"}, indent=2))
+    with pytest.raises(InputError, match=r"objects\.jsonl:1: .*JSON Lines .*jq -c \. \S*objects\.jsonl > "):
+        check_inputs([str(objects)])
+
+
+def test_a_first_record_longer_than_what_the_check_peeks_at_is_read(tmp_path):
+    """A valid JSONL file of one 70 KB record was refused as 'pretty-printed JSON' (the check read the
+    first 64 KiB of its line); found by a batch user's trial."""
+    path = tmp_path / "one.jsonl"
+    record = {"id": "L", "paragraphs": ["The minister said talks would continue next week. " * 20] * 70}
+    path.write_text(json.dumps(record) + "\n")
+    assert path.stat().st_size > 1 << 16
+    assert check_inputs([str(path)]) == [str(path)]
+    [(_, article)] = list(iter_articles([str(path)]))
+    assert article.id == "L" and len(article.paragraphs) == 70
 
 
 def test_a_named_id_column_that_a_record_lacks_is_an_error_record(tmp_path):
