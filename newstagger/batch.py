@@ -309,29 +309,13 @@ def count_repeated_paragraphs(items: Iterable[tuple[Position, object]], min_arti
     return set(values[counts >= min_articles].tolist()), n_records
 
 
-def push_repeated_toward_boilerplate(result, source: str, repeated: set[int], decode) -> None:
-    """Flag the paragraphs an outlet repeats across its articles: their boilerplate score is raised halfway to
-    1 (so at least 0.5), the article's flags are decoded again with them fixed as boilerplate (``decode``:
-    Predictor.decode, the model's threshold and transition penalty; a lone repeated line amid reporting would
-    otherwise need a score near 1), then the clean text and the evidence follow. Topics stay as the model gave
-    them (recomputing them would need the paragraph vectors again), except that an article left without a
-    content paragraph gets none, and topic scores of 0, as the Predictor gives such an article."""
-    hits = [i for i, p in enumerate(result.paragraphs) if encoded(p) and paragraph_key(source, p) in repeated]
-    if not hits:
-        return
-    for i in hits:
-        result.paragraph_scores[i] = 0.5 + result.paragraph_scores[i] / 2
-    forced = np.zeros(len(result.paragraphs), dtype=bool)
-    forced[hits] = True
-    flags = decode(np.asarray(result.paragraph_scores), np.array([encoded(p) for p in result.paragraphs], dtype=bool),
-                   forced)
-    result.boilerplate = [bool(f) for f in flags]
-    if all(result.boilerplate):
-        result.topics, result.evidence = [], {}
-        result.topic_scores = {label: 0.0 for label in result.topic_scores}
-    result.clean_text = "\n\n".join(p for p, flag in zip(result.paragraphs, result.boilerplate) if not flag)
-    result.evidence = {label: [i for i in indices if not result.boilerplate[i]]
-                       for label, indices in result.evidence.items()}
+def repeated_mask(article: Article, source: str, repeated: set[int]) -> np.ndarray | None:
+    """Second pass of --site-repeat: bool [paragraphs], True for the paragraphs of ``article`` that its outlet
+    repeats across its articles (keys in ``repeated``), or None when there is none. The Predictor decodes
+    them as boilerplate whatever their score (Predictor.predict_batch_safe's ``forced``), so that their
+    neighbours, the clean text and the topics follow; their scores stay the model's."""
+    mask = np.array([encoded(p) and paragraph_key(source, p) in repeated for p in article.paragraphs], dtype=bool)
+    return mask if mask.any() else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -805,8 +789,9 @@ def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummar
             chunk = [item for _, item in zip(range(options.chunk_size), items)]
             if not chunk:
                 break
-            readable = [a for _, a in chunk if not isinstance(a, ArticleError)]
-            tagged = iter(predictor.predict_batch_safe(readable))  # one result or ArticleError each
+            readable = [(p, a) for p, a in chunk if not isinstance(a, ArticleError)]
+            forced = [repeated_mask(a, source_of(a, p.source), repeated) for p, a in readable] if repeated else None
+            tagged = iter(predictor.predict_batch_safe([a for _, a in readable], forced=forced))  # a result or error each
             for position, item in chunk:
                 outcome = item if isinstance(item, ArticleError) else next(tagged)
                 if isinstance(outcome, ArticleError):
@@ -817,9 +802,6 @@ def _run(predictor, items, out: _Output, options: TagOptions, summary: RunSummar
                     record, result = {"id": rid, "error": error}, None
                 else:
                     result, error = outcome, None
-                    if repeated:
-                        push_repeated_toward_boilerplate(result, source_of(item, position.source), repeated,
-                                                         predictor.decode)
                     summary.tagged += 1
                     summary.paragraphs += len(result.paragraphs)
                     record = result.to_record()

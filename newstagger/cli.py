@@ -29,7 +29,8 @@ EXIT_PIPE = 141  # standard output closed by its reader (| head): quietly, as a 
 
 _EXIT_DONE = {"tag": ("all records tagged",
                       'some records failed: each is an error record "file:line: field: problem"'),
-              "check": ("every record valid", 'some records are bad: each is listed as "file:line: field: problem"'),
+              "check": ("every record valid", 'some records are bad: each is listed as "file:line: field: problem" '
+                                               "(--strict: the first one, with status 2)"),
               "train": ("the model was saved (--skip-if-trained: it was already there)",), "evaluate": ("the report was written",),
               "export": ("the export or push was made",), "serve": ("the server was stopped",)}
 
@@ -172,7 +173,7 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
     _limits_arguments(tag)
     tag.add_argument("--site-repeat", action="store_true",
                      help="two passes: flag paragraphs that recur verbatim across articles of one source as "
-                          "boilerplate (their score raised halfway to 1)")
+                          "boilerplate (their scores stay the model's; the topics rest on the other paragraphs)")
     tag.add_argument("--site-repeat-min", type=int, default=None,
                      help="articles of a source a paragraph must occur in for --site-repeat (default 3)")
     tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -199,7 +200,8 @@ def build_parser(prog: str = "newstagger") -> argparse.ArgumentParser:
                                 description="Validate labelled files: every problem as file:line: field: problem.")
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--labels", help="comma-separated label names (default: any label; counts are printed)")
-    check.add_argument("--strict", action="store_true", help="stop at the first bad record")
+    check.add_argument("--strict", action="store_true",
+                       help="stop at the first bad record, with its line and exit status 2 (as train does)")
     _columns_arguments(check, labels=True)
 
     export = commands.add_parser("export", help="write a model's ONNX export, push a model to the Hub",
@@ -268,9 +270,12 @@ def run_tag(args) -> int:
     from .batch import TagOptions, tag
 
     if args.quiet:  # no bar at all, transformers' "Loading weights" included (this process only runs the CLI)
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+        try:
+            from transformers.utils import logging as hf_logging
+        except ImportError:  # the torch-free install (backend onnx): transformers draws nothing there
+            pass
+        else:
+            hf_logging.disable_progress_bar()
 
     options = TagOptions(
         model=args.model, inputs=args.inputs, output=args.output, engine=args.engine, resume=args.resume,
@@ -312,10 +317,13 @@ def run_train(args, extra: list[str]) -> int:
 
 
 def run_evaluate(args) -> int:
-    from .evaluate import EvaluateOptions, evaluate
-    from .metrics import format_report
-
     from .inputs import InputError
+
+    try:
+        from .evaluate import EvaluateOptions, evaluate
+        from .metrics import format_report
+    except ImportError as e:  # scikit-learn (metrics) comes with the torch extra, not with the onnx install
+        raise InputError(f"evaluate needs scikit-learn ({e}): pip install 'newstagger[torch]'") from None
 
     if (args.file is None) == (args.data is None):  # FILE as tag takes it, or --data FILE: one of them
         raise InputError("give the labelled file once: newstagger evaluate --model DIR FILE (or --data FILE)")

@@ -285,9 +285,11 @@ class Predictor:
         if group:
             yield group
 
-    def score(self, articles: Sequence[Article]) -> list[ArticleScores]:
+    def score(self, articles: Sequence[Article], forced: Sequence | None = None) -> list[ArticleScores]:
         """ArticleScores (topic probabilities, boilerplate probabilities and flags, evidence) for each
-        article, in order. Articles must already be valid (see article())."""
+        article, in order. Articles must already be valid (see article()). ``forced`` (optional, one per
+        article): a bool array [paragraphs] of paragraphs known to be boilerplate whatever their score (or
+        None), decoded as such (newstagger.decoding), so that their neighbours and the topics follow."""
         results = [None] * len(articles)
         for group in self._passes(articles):
             if self.paragraph_vectors is not None:
@@ -303,7 +305,11 @@ class Predictor:
             # each whole article, the topics on the paragraphs left (boilerplate logits ignore ``content``).
             bp_logits, _, _ = self.engine.heads(vectors, segment_mask, present)
             bp = _sigmoid(bp_logits)
-            flags = np.stack([self.decode(bp[row], present[row]) for row in range(len(group))])
+            known = np.zeros_like(present)
+            for row, i in enumerate(group):
+                if forced is not None and forced[i] is not None:
+                    known[row, :len(articles[i].paragraphs)] = forced[i]
+            flags = np.stack([self.decode(bp[row], present[row], known[row]) for row in range(len(group))])
             _, topic_logits, evidence = self.engine.heads(vectors, segment_mask, present & ~flags)
             topic = _softmax(topic_logits) if self.single_label else _sigmoid(topic_logits)
             if self.single_label:  # the heads give an article without content -1e4 for every label, which a
@@ -341,16 +347,19 @@ class Predictor:
         valid = self.articles(articles)
         return [self._result(a, *scores) for a, scores in zip(valid, self.score(valid))]
 
-    def predict_batch_safe(self, articles: Sequence, ids: Sequence[str | None] | None = None
-                           ) -> list[TaggingResult | ArticleError]:
+    def predict_batch_safe(self, articles: Sequence, ids: Sequence[str | None] | None = None,
+                           forced: Sequence | None = None) -> list[TaggingResult | ArticleError]:
         """Like predict_batch, but each bad article yields its ArticleError in place and the rest are
         tagged: one result per article, in order. ``ids`` (optional, one per article) are the ids of
         articles that have none; an ArticleError's ``record_id`` is the article's id (its own, else the
-        given one). Raises only for a call that is wrong as a whole (TypeError, or ValueError
-        for ids of another length)."""
+        given one). ``forced`` (optional, one per article): bool [paragraphs] of paragraphs known to be
+        boilerplate, or None (see score; ``newstagger tag --site-repeat``). Raises only for a call that is
+        wrong as a whole (TypeError, or ValueError for ids or forced of another length)."""
         articles = _article_list(articles)
         if ids is not None:
             ids = _id_list(ids, len(articles))
+        if forced is not None and len(forced) != len(articles):
+            raise ValueError(f"forced: {len(forced)} masks for {len(articles)} articles")
         out: list = [None] * len(articles)
         good = []
         for i, raw in enumerate(articles):
@@ -361,13 +370,14 @@ class Predictor:
                 out[i] = e if e.record_id is not None else e.at(e.where, given)
             except Exception as e:  # what the record rule did not foresee (a deeply nested value...)
                 out[i] = ArticleError(f"article: cannot be read ({type(e).__name__})", record_id=given)
+        known = [forced[i] if forced is not None else None for i, _ in good]
         try:
-            scored = self.score([a for _, a in good]) if good else []
+            scored = self.score([a for _, a in good], known) if good else []
         except Exception:  # something in one article broke the batch: tag one by one, so only it fails
             scored = []
-            for _, article in good:
+            for (_, article), mask in zip(good, known):
                 try:
-                    scored.append(self.score([article])[0])
+                    scored.append(self.score([article], [mask])[0])
                 except Exception as e:
                     scored.append(ArticleError(f"article: cannot be tagged ({type(e).__name__}: {e})",
                                                record_id=article.id))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -70,7 +71,8 @@ class VectorCache:
                     self.index = {t: i for i, t in enumerate(saved["texts"].tolist())}
 
     def add(self, texts: Iterable[str], progress: bool | None = None) -> int:
-        """Encode every new non-empty text; returns how many were encoded. With a ``cache_dir``, what is
+        """Encode every new non-empty text; returns how many were encoded. ``progress``: a bar (None: when
+        stderr is a terminal). With a ``cache_dir``, what is
         encoded is saved every ``save_every`` seconds, at the end, and when the call is interrupted (Ctrl-C,
         an error), so the next run of a large corpus resumes from there (a killed process keeps the last
         periodic save)."""
@@ -81,7 +83,12 @@ class VectorCache:
             return 0
         done, found, saved_at = 0, [], time.monotonic()
         encode = self._encoder()
-        bar = tqdm(total=len(todo), desc="encoding paragraphs", unit="para", disable=progress is False)
+        if progress is None:  # a bar on a terminal; in a log file its frames (carriage returns) are noise
+            try:
+                progress = sys.stderr.isatty()
+            except (AttributeError, ValueError):
+                progress = False
+        bar = tqdm(total=len(todo), desc="encoding paragraphs", unit="para", disable=not progress)
         self.model.eval()
         try:
             with torch.inference_mode():

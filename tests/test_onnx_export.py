@@ -201,6 +201,34 @@ def test_the_onnx_backend_runs_without_torch_or_transformers(onnx_dir):
     assert result["record"] == json.loads(json.dumps(want))
 
 
+CLI_BLOCKED = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "sklearn", "scipy", "accelerate"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from newstagger import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_the_cli_of_the_torch_free_install_tags_quietly_and_says_what_evaluate_needs(onnx_dir, tmp_path):
+    """As `pip install newstagger` (no torch, transformers or scikit-learn) has it: `tag -q` crashed on an
+    import of transformers, `evaluate` with exit 3 on scikit-learn (found by a user's check of the README)."""
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "text": "Ministers met.\n\nSubscribe now.", "topics": [],
+                                  "boilerplate": [0, 1]}) + "\n")
+    run = lambda *argv: subprocess.run([sys.executable, "-c", CLI_BLOCKED, *argv], capture_output=True, text=True,
+                                       timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = run("tag", "--model", str(onnx_dir), str(corpus), "--backend", "onnx", "-q")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["id"] == "a"
+    done = run("evaluate", "--model", str(onnx_dir), str(corpus), "--backend", "onnx")
+    assert done.returncode == 2 and "evaluate needs scikit-learn" in done.stderr, done.stderr[-2000:]
+    assert "pip install 'newstagger[torch]'" in done.stderr
+
+
 def test_a_missing_or_stale_export_is_refused(onnx_dir, tmp_path):
     bare = tmp_path / "bare"
     shutil.copytree(onnx_dir, bare, ignore=shutil.ignore_patterns("onnx"))

@@ -287,7 +287,7 @@ def test_frozen_encoder_mode_trains_on_cached_vectors(tmp_path, tiny_config):
 
 
 @pytest.mark.parametrize("vector_encoder", ["torch", "int8"])
-def test_frozen_mode_scores_validation_from_its_cache_as_the_encoder_would(tmp_path, tiny_config, vector_encoder):
+def test_frozen_mode_scores_validation_from_its_cache_as_the_encoder_would(tmp_path, tiny_config, vector_encoder, capfd):
     """Thresholds and reports of the fast mode come from the cached vectors (no second encoding); they must
     be what a Predictor that encodes the articles with the same encoder gives (fp32 torch, or the saved
     folder's int8 backend)."""
@@ -309,7 +309,9 @@ def test_frozen_mode_scores_validation_from_its_cache_as_the_encoder_would(tmp_p
     tokenizer = AutoTokenizer.from_pretrained(folder)
     validation = load_articles(config.validation_file, config.labels).articles
     cache = VectorCache(model, tokenizer, config.max_paragraph_tokens, encoder=vector_encoder)
-    cache.add([t for a in validation for t in (a.title, *a.paragraphs)], progress=False)
+    capfd.readouterr()
+    cache.add([t for a in validation for t in (a.title, *a.paragraphs)])  # stderr is no terminal here
+    assert "encoding paragraphs" not in capfd.readouterr().err  # no bar frames in a log (a user's trial)
     cached = Predictor(model, tokenizer, paragraph_vectors=cache)
     encoded = Predictor(model, tokenizer) if vector_encoder == "torch" else Predictor.from_pretrained(folder, backend="int8")
     for (t1, b1, e1, *_), (t2, b2, e2, *_) in zip(cached.score(validation), encoded.score(validation)):
