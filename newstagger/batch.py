@@ -685,7 +685,8 @@ class OutputLock:
     def __init__(self, output: Path | None):
         regular = output is not None and (not output.exists() or output.is_file())
         self.output = output
-        self.path = output.with_name(f".{output.name}.lock") if regular and fcntl is not None else None
+        real = output.resolve() if regular else None  # a symlink and its target are one output: one lock
+        self.path = real.with_name(f".{real.name}.lock") if regular and fcntl is not None else None
         self.fd = None
 
     def __enter__(self) -> "OutputLock":

@@ -466,6 +466,11 @@ def test_two_runs_on_one_output_cannot_interleave(predictor, source_records, tmp
         for resume in (False, True):
             with pytest.raises(InputError, match=r"out.jsonl: another newstagger run is writing it"):
                 tag_files(predictor, [str(inputs)], output, resume=resume, progress=False)
+        link = tmp_path / "link.jsonl"  # the same output by another name
+        link.symlink_to(output)
+        with pytest.raises(InputError, match=r"link.jsonl: another newstagger run is writing it"):
+            tag_files(predictor, [str(inputs)], link, progress=False)
+        link.unlink()
     assert not output.exists()
     # released (as when a killed run's process ends): the lock file left behind does not block
     assert tag_files(predictor, [str(inputs)], output, progress=False).records == 3
