@@ -53,6 +53,8 @@ from .runtime import BACKENDS
 DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are sorted and batched together
 SITE_REPEAT_MIN = 3  # articles of one source a paragraph must recur in for --site-repeat to push it
 DEVICES = ("cpu", "cuda", "auto")
+# Output names the local engine refuses: they promise a format or a compression its plain JSONL lines are not
+OTHER_FORMATS = (".parquet", ".csv", ".arrow", ".gz", ".bz2", ".xz", ".zst", ".zip")
 
 
 @dataclass
@@ -112,7 +114,7 @@ class TagOptions:
                 raise InputError("--site-repeat reads the inputs twice, which stdin cannot do; pass files")
             if self.ray_address or self.num_actors:
                 raise InputError("--ray-address and --num-actors work with --engine ray only")
-            if Path(str(self.output or "")).suffix.lower() in (".parquet", ".csv", ".gz", ".arrow"):  # it would hold JSONL
+            if Path(str(self.output or "")).suffix.lower() in OTHER_FORMATS:  # it would hold plain JSONL
                 raise InputError(f"--output {self.output}: the local engine writes plain JSONL (name it .jsonl); "
                                  "for Parquet use --engine ray --output-format parquet")
 
@@ -427,7 +429,8 @@ def local_signature(options: TagOptions, inputs: Sequence[str], exclude=()) -> d
     """The local engine's run record: run_signature and the input files read, with their size and
     modification time (inputs.file_identities, as a count and a SHA-256), so that --resume refuses inputs
     changed since: the records already written must be those of the records it skips."""
-    files = file_identities([source for source, _, _ in input_files(inputs, exclude)])
+    files = file_identities([source if source == STDIN or is_uri(source) else os.path.realpath(source)
+                             for source, _, _ in input_files(inputs, exclude)])  # ./a.jsonl is a.jsonl
     signature = run_signature(options)  # a digest: a folder may hold a million files
     signature["inputs"] = {"files": len(files), "sha256": hashlib.sha256(json.dumps(files).encode()).hexdigest()}
     return signature
@@ -666,6 +669,8 @@ class _Output:
         if self.file is not sys.stdout.buffer:
             try:
                 self.file.close()  # flushes what a failed write left in the buffer: a full disk fails again here
+            except BrokenPipeError:  # a pipe named as the output (/dev/stdout | head): as for stdout
+                raise
             except OSError as e:
                 raise InputError(f"{self.name}: cannot write ({e.strerror or e})") from None
 
@@ -676,38 +681,48 @@ class _Output:
 
 
 class OutputLock:
-    """An exclusive lock on an output file for the length of a run, so that a second run on the same output
-    (whose records would interleave with the first's) is refused (InputError) instead of corrupting it:
-    ``fcntl.flock`` on a hidden file beside the output, ``.NAME.lock``, removed at the end. The kernel drops
-    the lock when a killed run's process ends, so a file left by a crash never blocks a --resume. Nothing is
-    locked for standard output, a device or a pipe, or where fcntl is missing (Windows)."""
+    """An exclusive lock on an output (a file, or Ray's output folder) for the length of a run, so that a
+    second run on the same output (whose records would interleave with the first's) is refused (InputError)
+    instead of corrupting it: ``fcntl.flock`` on a hidden file beside the output, ``.NAME.lock``, named after
+    the output's resolved path (a symlink and its target are one output; two hard links to one file are not
+    told apart), removed at the end. The kernel drops the lock when a run's process ends, so a file left by a
+    killed run never blocks a --resume. Nothing is locked for standard output, a device, a pipe or a URI, or
+    where fcntl is missing (Windows)."""
 
-    def __init__(self, output: Path | None):
-        regular = output is not None and (not output.exists() or output.is_file())
+    def __init__(self, output: Path | None, folder: bool = False):
+        usable = output is not None and (not output.exists() or (output.is_dir() if folder else output.is_file()))
+        real = output.resolve() if usable else None
         self.output = output
-        real = output.resolve() if regular else None  # a symlink and its target are one output: one lock
-        self.path = real.with_name(f".{real.name}.lock") if regular and fcntl is not None else None
+        self.path = real.with_name(f".{real.name}.lock") if usable and fcntl is not None else None
         self.fd = None
 
     def __enter__(self) -> "OutputLock":
         if self.path is None:
             return self
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = None
-            raise InputError(f"{self.output}: another newstagger run is writing it (it holds {self.path}); let "
-                             "that run end, or choose another --output") from None
-        except OSError as e:
-            raise InputError(f"{self.path}: cannot lock the output ({e.strerror or e})") from None
-        return self
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise InputError(f"{self.path}: cannot lock the output ({e.strerror or e})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise InputError(f"{self.output}: another newstagger run is writing it (it holds {self.path}); "
+                                 "let that run end, or choose another --output") from None
+            try:  # still the file of that name? A run that just ended may have removed the one we locked
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        raise InputError(f"{self.path}: cannot lock the output (its lock file keeps changing)")
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
             with contextlib.suppress(OSError):
-                self.path.unlink()
+                self.path.unlink()  # while still locked: a run waiting on this file sees it gone (above)
             os.close(self.fd)
             self.fd = None
 

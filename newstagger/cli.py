@@ -17,7 +17,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +28,7 @@ EXIT_RECORD_ERRORS = 1  # the run finished, but some records are error records (
 EXIT_USAGE = 2  # usage or input error: bad options, unreadable input, unusable output or model, bad config
 EXIT_CRASH = 3  # an unexpected error (a bug): set NEWSTAGGER_DEBUG=1 to see the traceback
 EXIT_PIPE = 141  # standard output closed by its reader (| head): quietly, as a Unix tool killed by SIGPIPE
+EXIT_TERMINATED = 143  # tag stopped by SIGTERM (128 + 15, as the shell reports a process it killed)
 
 _EXIT_DONE = {"tag": ("all records tagged",
                       'some records failed: each is an error record "file:line: field: problem"'),
@@ -44,7 +47,8 @@ def exit_codes_help(command: str | None = None) -> str:
     return "\n".join(lines + [
         "  2  usage or input error: bad options or config, an input, output or model that cannot be used",
         "  3  crash: an unexpected error (NEWSTAGGER_DEBUG=1 shows the traceback)",
-        "  130  interrupted (Ctrl-C); 141  standard output closed by its reader (| head)"])
+        "  130  interrupted (Ctrl-C); 141  standard output closed by its reader (| head); 143  tag stopped by "
+        "SIGTERM"])
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -266,8 +270,20 @@ def _limits(args):
     return Limits(args.max_paragraphs, args.max_paragraph_chars, args.max_title_chars, line_bytes)
 
 
+class Terminated(BaseException):
+    """SIGTERM during ``tag`` (timeout, systemd, Kubernetes), raised as Ctrl-C's KeyboardInterrupt is, so that
+    the run ends as cleanly: no half-written line, the output's lock removed, then exit status 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def run_tag(args) -> int:
     from .batch import TagOptions, tag
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
     if args.quiet:  # no bar at all, transformers' "Loading weights" included (this process only runs the CLI)
         try:
@@ -423,6 +439,9 @@ def _dispatch(args, extra: list[str], name: str) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{name}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except BrokenPipeError:  # the reader of our stdout went away (| head): it asked for no more
         _silence_stdout()
         return EXIT_PIPE

@@ -36,8 +36,10 @@ import gzip
 import io
 import json
 import math
+import numbers
 import os
 import re
+import shlex
 import stat
 import sys
 from dataclasses import dataclass, field, replace
@@ -245,13 +247,16 @@ def record_id(record: dict, position: Position | None, columns: Columns = Column
     fallback = position.default_id if position is not None else None
     if _missing(value) or (isinstance(value, str) and not value.strip()):
         return fallback
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):  # (numpy's bool is no number)
         raise ArticleError(f"{name}: expected a string or a number, got {_type(value)}")
-    if isinstance(value, float):
+    if isinstance(value, numbers.Integral):  # numpy integers too (a pandas column of ids)
+        return str(int(value))
+    if not isinstance(value, str):
+        value = float(value)
         if not math.isfinite(value):
             raise ArticleError(f"{name}: expected a string or a number, got {value} (not a finite number)")
         return str(int(value)) if value.is_integer() else repr(value)
-    return _text(value, name) if isinstance(value, str) else str(value)
+    return _text(value, name)
 
 
 def _decode_list(value, name: str):
@@ -423,11 +428,18 @@ _CSV_HINT = ("; the first line looks like a CSV header, but standard input and .
 _PRETTY = "looks like a JSON array or pretty-printed JSON"
 
 
-def _pretty_hint(opening: str, name: str = "FILE") -> str:
+def _pretty_hint(opening: str, name: str | None = None) -> str:
     """What to do with a JSON document where JSON Lines belong: ``opening`` is its first character ("[" for
-    an array, whose items are the records; "{" for objects written over several lines, each a record)."""
-    out = f"{name.removesuffix('.jsonl')}.lines.jsonl" if name != "FILE" else "FILE.jsonl"
-    command = f"jq -c '.[]' {name} > {out}" if opening == "[" else f"jq -c . {name} > {out}"
+    an array, whose items are the records; "{" for objects written over several lines, each a record);
+    ``name``: the file, for a command to paste (None: the input is not known by name here)."""
+    program = "jq -c '.[]'" if opening == "[" else "jq -c ."
+    if name is None:
+        command = f"{program} < INPUT > OUTPUT.jsonl"
+    else:
+        stem = re.sub(r"(\.jsonl|\.ndjson|\.json)?(\.gz)?$", "", name, flags=re.IGNORECASE)
+        read = f"gunzip -c {shlex.quote(name)} | {program}" if name.lower().endswith(".gz") else \
+            f"{program} {shlex.quote(name)}"
+        command = f"{read} > {shlex.quote(stem + '.lines.jsonl')}"
     return f"; the input {_PRETTY}, but newstagger reads JSON Lines (one object per line): convert it with  {command}"
 
 

@@ -171,6 +171,10 @@ def check_weights(weights: Path, encoder: dict | None = None, config_path: Path 
     if encoder is None:
         return
     where = config_path or weights.with_name("config.json")
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size"):
+        value = encoder.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ModelFolderError(f"{where}: encoder.{key}: expected a whole number, got {value!r}")
     names = [n for n in shapes if n.startswith("encoder.")]
     if not names:
         raise ModelFolderError(f"{weights}: holds no encoder weights (encoder.*): not a newstagger model")

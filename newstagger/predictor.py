@@ -16,6 +16,7 @@ transformers). Every backend gives an article the same result whatever other art
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,24 @@ def _id_list(ids, count: int) -> list[str | None]:
     return out
 
 
+def _mask_list(forced, count: int) -> list[np.ndarray | None]:
+    """predict_batch_safe's ``forced``: one bool array [paragraphs] (or None) per article. Raises TypeError
+    for no list or a mask that is not booleans, ValueError for another length."""
+    if isinstance(forced, (str, bytes, dict)) or not hasattr(forced, "__iter__"):
+        raise TypeError(f"forced: expected a list of boolean masks, one per article, got {type(forced).__name__}")
+    forced = list(forced)
+    if len(forced) != count:
+        raise ValueError(f"forced: {len(forced)} masks for {count} articles")
+    masks = []
+    for i, mask in enumerate(forced):
+        array = None if mask is None else np.asarray(mask)
+        if array is not None and (array.dtype != bool or array.ndim != 1):
+            raise TypeError(f"forced: item {i}: expected booleans, one per paragraph (or None), got {array.dtype} "
+                            f"of shape {array.shape}")
+        masks.append(array)
+    return masks
+
+
 class Predictor:
     """Tags articles with a saved model. Thread-safe; use one per process and share it.
 
@@ -129,7 +148,7 @@ class Predictor:
                  paragraphs_per_pass: int = 4096, evidence_per_topic: int = 3, device: str = "cpu",
                  backend: Backend | None = None, config=None, paragraph_vectors=None):
         for name, value in (("paragraphs_per_pass", paragraphs_per_pass), ("evidence_per_topic", evidence_per_topic)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits: expected a newstagger.inputs.Limits, got {type(limits).__name__} "
@@ -147,8 +166,8 @@ class Predictor:
         self.micro_batch = batch_size
         self.device = device
         self.limits = limits or Limits()
-        self.paragraphs_per_pass = paragraphs_per_pass
-        self.evidence_per_topic = evidence_per_topic
+        self.paragraphs_per_pass = int(paragraphs_per_pass)
+        self.evidence_per_topic = int(evidence_per_topic)
         self.paragraph_vectors = paragraph_vectors
 
     @classmethod
@@ -191,13 +210,13 @@ class Predictor:
 
     @thresholds.setter
     def thresholds(self, values) -> None:
-        if isinstance(values, dict):
-            unknown = [label for label in values if label not in self.labels]
+        if callable(getattr(values, "keys", None)):  # a dict, or a pandas Series indexed by label: by label
+            given = {label: values[label] for label in values.keys()}
+            unknown = [label for label in given if label not in self.labels]
             if unknown:
                 raise ValueError(f"thresholds: {unknown[0]!r} is not a label of this model ({', '.join(self.labels)})")
-            given = dict(values)
         else:
-            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            if isinstance(values, (str, bytes, set, frozenset)) or not hasattr(values, "__len__"):  # (a set has no order)
                 raise TypeError(f"thresholds: expected one number per label ({', '.join(self.labels)}) or a "
                                 f"dict of label: number, got {type(values).__name__}")
             if len(values) != len(self.labels):
@@ -358,8 +377,8 @@ class Predictor:
         articles = _article_list(articles)
         if ids is not None:
             ids = _id_list(ids, len(articles))
-        if forced is not None and len(forced) != len(articles):
-            raise ValueError(f"forced: {len(forced)} masks for {len(articles)} articles")
+        if forced is not None:
+            forced = _mask_list(forced, len(articles))
         out: list = [None] * len(articles)
         good = []
         for i, raw in enumerate(articles):
@@ -371,6 +390,9 @@ class Predictor:
             except Exception as e:  # what the record rule did not foresee (a deeply nested value...)
                 out[i] = ArticleError(f"article: cannot be read ({type(e).__name__})", record_id=given)
         known = [forced[i] if forced is not None else None for i, _ in good]
+        for (i, article), mask in zip(good, known):
+            if mask is not None and len(mask) != len(article.paragraphs):
+                raise ValueError(f"forced: item {i}: {len(mask)} values for {len(article.paragraphs)} paragraphs")
         try:
             scored = self.score([a for _, a in good], known) if good else []
         except Exception:  # something in one article broke the batch: tag one by one, so only it fails

@@ -63,8 +63,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("newstagger.ray_tagging needs Ray Data: pip install 'newstagger[ray]' "
                       f"(ray[data]==2.60.0) ({e})") from e
 
-from .batch import (BlankLines, RunSummary, TagOptions, load_predictor, options_record, resolve_device,  # noqa: E402
-                    run_signature, signature_differences)
+from .batch import (BlankLines, OutputLock, RunSummary, TagOptions, load_predictor, options_record,  # noqa: E402
+                    resolve_device, run_signature, signature_differences)
 from .inputs import (STDIN, ArticleError, InputError, Limits, Position,  # noqa: E402
                      article_from_record, check_inputs, file_identities, format_of, input_files, is_uri,
                      read_stream)
@@ -471,10 +471,16 @@ def tag_ray(options: TagOptions) -> RunSummary:
     signature = run_signature(dataclasses.replace(options, model=model))
     signature["inputs"] = file_identities([source for source, _, _, _ in files])
     signature["output_format"] = options.output_format
-    if not prepare_output(output, options.overwrite):
-        return _finished(output, signature, summary)
-    summary.run = signature
+    with OutputLock(None if is_uri(output) else Path(output), folder=True):  # one run per output folder
+        if not prepare_output(output, options.overwrite):
+            return _finished(output, signature, summary)
+        summary.run = signature
+        return _run_on_ray(options, summary, model, files, output, threads, gpu)
 
+
+def _run_on_ray(options: TagOptions, summary: RunSummary, model: str, files: list, output: str, threads: int,
+                gpu: bool) -> RunSummary:
+    """The Ray job of tag_ray, with the output folder prepared (and locked)."""
     start = time.perf_counter()
     cores = os.cpu_count() or 1
     local_actors = options.num_actors or max(1, cores // threads)

@@ -472,6 +472,16 @@ def test_two_runs_on_one_output_cannot_interleave(predictor, source_records, tmp
             tag_files(predictor, [str(inputs)], link, progress=False)
         link.unlink()
     assert not output.exists()
+    # a run that ends removes its lock file while still holding it; the next run locks the file of that name
+    from newstagger.batch import OutputLock
+
+    first = OutputLock(output).__enter__()
+    fd = os.open(lock, os.O_RDWR)  # a second run opened the file of that name before the first ended...
+    first.__exit__(None, None, None)  # ...which removes it: locking the removed file would let two runs in
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)
+    with OutputLock(output) as again:
+        assert os.stat(lock).st_ino == os.fstat(again.fd).st_ino
     # released (as when a killed run's process ends): the lock file left behind does not block
     assert tag_files(predictor, [str(inputs)], output, progress=False).records == 3
     assert not lock.exists()
@@ -805,3 +815,21 @@ def test_an_output_whose_name_ends_in_jsonl_is_written_whatever_comes_before(pre
     inputs = write_lines(tmp_path / "in.jsonl", source_records[:2])
     for name in ("o.csv.jsonl", "run.gz.jsonl"):  # only the last suffix says the format (a batch user's trial)
         assert tag_files(predictor, [str(inputs)], tmp_path / name, progress=False).records == 2
+    for name in ("o.jsonl.bz2", "o.jsonl.xz", "o.jsonl.zst"):  # a compression it is not
+        with pytest.raises(InputError, match="the local engine writes plain JSONL"):
+            tag_files(predictor, [str(inputs)], tmp_path / name, progress=False)
+
+
+def test_resume_takes_an_input_named_another_way(predictor, source_records, tmp_path, monkeypatch):
+    """The run record names input files by their real path: ./in.jsonl, in.jsonl and its absolute path are
+    one input (a hostile trial: the resume of a killed run was refused as 'inputs changed')."""
+    inputs = write_lines(tmp_path / "in.jsonl", source_records[:6])
+    output = tmp_path / "out.jsonl"
+    monkeypatch.chdir(tmp_path)
+    tag_files(predictor, ["in.jsonl"], output, progress=False)
+    whole = output.read_bytes()
+    output.write_bytes(b"".join(whole.splitlines(keepends=True)[:2]))
+    resumed = tag_files(predictor, [f"./{inputs.name}"], output, resume=True, progress=False)
+    assert resumed.resumed == 2 and output.read_bytes() == whole
+    output.write_bytes(b"".join(whole.splitlines(keepends=True)[:3]))
+    assert tag_files(predictor, [str(inputs)], output, resume=True, progress=False).resumed == 3

@@ -263,3 +263,32 @@ def test_train_help_lists_every_config_key(capsys):
         cli.main(["train", "--help"])
     listed = capsys.readouterr().out.split("config keys:")[1].split("positional arguments")[0]
     assert {key.strip() for key in listed.split(",")} == set(config_keys())
+
+
+def test_sigterm_stops_tag_cleanly_and_resume_finishes(onnx_dir, tmp_path):
+    """SIGTERM (timeout, systemd, Kubernetes) ends a run as Ctrl-C does: status 143, whole lines only, the
+    output's lock removed; --resume then finishes (a hostile trial found the lock file left behind)."""
+    import signal
+    import time
+
+    lines = (ROOT / "data" / "train.jsonl").read_text(encoding="utf-8").splitlines()[:300]
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    argv = [str(SCRIPT), "tag", "--model", str(onnx_dir), str(corpus), "-o", str(output), "--backend", "onnx",
+            "--num-threads", "1", "--chunk-size", "2", "-q"]
+    run = subprocess.Popen(argv, env=ENV, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not output.exists() or output.read_bytes().count(b"\n") < 4):
+        time.sleep(0.1)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == cli.EXIT_TERMINATED, err.decode()[-2000:]
+    assert err.decode().strip().endswith("newstagger tag: terminated")
+    assert not (tmp_path / ".out.jsonl.lock").exists()
+    written = output.read_bytes()
+    assert written.endswith(b"\n") and 4 <= written.count(b"\n") < 300
+    done = subprocess.run(argv + ["--resume"], env=ENV, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == \
+        [json.loads(line)["id"] for line in lines]

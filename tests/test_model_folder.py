@@ -103,6 +103,8 @@ def test_label_maps_contradicting_labels_are_refused(folder):
     ("num_hidden_layers", 1, r"encoder.num_hidden_layers: 1, but model.safetensors holds 2"),
     ("hidden_size", 64, r"config.json: encoder: vocab_size 30522 and hidden_size 64, but model.safetensors holds "
                         r"encoder.embeddings.word_embeddings.weight of shape \[30522, 32\]"),
+    ("intermediate_size", "64", r"config.json: encoder.intermediate_size: expected a whole number, got '64'"),
+    ("hidden_size", 32.0, r"config.json: encoder.hidden_size: expected a whole number, got 32.0"),
     ("intermediate_size", 48, r"config.json: encoder: intermediate_size 48, but model.safetensors holds "
                               r"encoder.encoder.layer.0.intermediate.dense.weight of shape \[64, 32\]"),
 ])

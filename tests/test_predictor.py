@@ -198,6 +198,12 @@ def test_topic_thresholds_are_set_whole_and_checked(tiny_model_dir):
         assert predictor.thresholds.tolist() == before.tolist()
     predictor.thresholds = {labels[-1]: 0.25}
     assert predictor.thresholds.tolist() == before[:-1].tolist() + [0.25]
+    with pytest.raises(TypeError, match="thresholds: expected one number per label"):
+        predictor.thresholds = set(before.tolist())  # a set has no order
+    import pandas as pd  # a Series is read by its labels, not by position
+
+    predictor.thresholds = pd.Series({labels[-1]: 0.3, labels[0]: 0.1})
+    assert predictor.thresholds[0] == 0.1 and predictor.thresholds[-1] == 0.3
     predictor.thresholds = np.full(len(labels), 0.0)  # an array in label order; 0: every label tagged
     predictor.boilerplate_transition_penalty, predictor.boilerplate_threshold = 0.0, 1.0  # (on content)
     assert predictor.predict("Ministers met.\n\nThey agreed.").topics == labels
@@ -241,3 +247,24 @@ def test_ids_of_every_article_form_are_strings_and_given_ids_apply_to_articles(p
         predictor.predict_batch_safe([text, text], ids=["a", ["b"]])
     with pytest.raises(ArticleError, match=r"^article 2 \(id 'bad'\): text: missing"):  # the id, when known
         predictor.predict_batch([text, text, {"id": "bad", "title": "x"}])
+    assert [r.id for r in predictor.predict_batch_safe([Article(id=np.int64(5), paragraphs=[text]), text],
+                                                      ids=None)] == ["5", None]
+    assert [r.id for r in predictor.predict_batch_safe([text, text], ids=np.array([1, 2]))] == ["1", "2"]
+
+
+def test_forced_masks_are_checked_for_the_whole_call(predictor):
+    """predict_batch_safe's ``forced`` (--site-repeat's lines): one bool array per article, one value per
+    paragraph; anything else is the caller's mistake, not an article's (a hostile trial)."""
+    articles = [["One.", "Two.", "Three."], ["Alone."]]
+    for forced, error, message in [
+        ([np.ones(2, dtype=bool), None], ValueError, "forced: item 0: 2 values for 3 paragraphs"),
+        ([["yes", "no", "x"], None], TypeError, "forced: item 0: expected booleans"),
+        ([np.ones(3), None], TypeError, "forced: item 0: expected booleans"),
+        ([True, None], TypeError, "forced: item 0: expected booleans, one per paragraph"),
+        ("ab", TypeError, "forced: expected a list of boolean masks"),
+        ([None], ValueError, "forced: 1 masks for 2 articles"),
+    ]:
+        with pytest.raises(error, match=message):
+            predictor.predict_batch_safe(articles, forced=forced)
+    out = predictor.predict_batch_safe(articles, forced=(m for m in [np.array([True, False, False]), None]))
+    assert out[0].boilerplate[0] and out[0].paragraph_scores == predictor.predict(articles[0]).paragraph_scores

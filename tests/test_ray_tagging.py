@@ -229,6 +229,20 @@ def test_ray_jsonl_output_is_to_record(ray_instance, corpus, tiny_model_dir, tmp
                            "source_path", "source_row"]
 
 
+def test_an_output_folder_another_run_writes_is_refused(tiny_model_dir, corpus, tmp_path, capsys):
+    """Two Ray runs into one folder both succeeded and mixed their shards (a hostile trial): the folder is
+    locked as the local engine's output file is (newstagger.batch.OutputLock), before Ray starts."""
+    import fcntl
+
+    folder, _ = corpus
+    output = tmp_path / "tags"
+    with open(tmp_path / ".tags.lock", "w") as held:  # what a running `--engine ray -o tags` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["--model", str(tiny_model_dir), str(folder), "--output", str(output)]) == 2
+    assert "tags: another newstagger run is writing it" in capsys.readouterr().err
+    assert not output.exists()
+
+
 def test_output_folder_with_other_files_is_refused(tiny_model_dir, corpus, tmp_path, capsys):
     folder, _ = corpus
     output = tmp_path / "tags"
