@@ -94,16 +94,22 @@ def _article_list(articles) -> list:
         raise TypeError(f"articles: expected a list of articles, got {type(articles).__name__}") from None
 
 
+def _per_article(values, count: int, name: str, what: str) -> list:
+    """An argument of predict_batch_safe that gives one value per article, as a list. Raises TypeError for
+    no list (a string, a dict, a number), ValueError for another length."""
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name}: expected a list of {what}, one per article, got {type(values).__name__}")
+    values = list(values)
+    if len(values) != count:
+        raise ValueError(f"{name}: {len(values)} values for {count} articles")
+    return values
+
+
 def _id_list(ids, count: int) -> list[str | None]:
-    """predict_batch_safe's ``ids`` as strings (or None), one per article, by the record rule's id rule
-    (a number as its digits). Raises TypeError for no list, ValueError for another length or a bad id."""
-    if isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__"):
-        raise TypeError(f"ids: expected a list of ids, one per article, got {type(ids).__name__}")
-    ids = list(ids)
-    if len(ids) != count:
-        raise ValueError(f"ids: {len(ids)} ids for {count} articles")
+    """``ids`` as strings (or None) by the record rule's id rule (a number as its digits); ValueError for a
+    bad id."""
     out = []
-    for i, given in enumerate(ids):
+    for i, given in enumerate(_per_article(ids, count, "ids", "ids")):
         try:
             out.append(record_id({"id": given}, None))
         except ArticleError as e:
@@ -112,20 +118,13 @@ def _id_list(ids, count: int) -> list[str | None]:
 
 
 def _mask_list(forced, count: int) -> list[np.ndarray | None]:
-    """predict_batch_safe's ``forced``: one bool array [paragraphs] (or None) per article. Raises TypeError
-    for no list or a mask that is not booleans, ValueError for another length."""
-    if isinstance(forced, (str, bytes, dict)) or not hasattr(forced, "__iter__"):
-        raise TypeError(f"forced: expected a list of boolean masks, one per article, got {type(forced).__name__}")
-    forced = list(forced)
-    if len(forced) != count:
-        raise ValueError(f"forced: {len(forced)} masks for {count} articles")
-    masks = []
-    for i, mask in enumerate(forced):
-        array = None if mask is None else np.asarray(mask)
+    """``forced`` as bool arrays [paragraphs] (or None); TypeError for a mask that is not booleans."""
+    masks = [None if mask is None else np.asarray(mask) for mask in
+             _per_article(forced, count, "forced", "boolean masks")]
+    for i, array in enumerate(masks):
         if array is not None and (array.dtype != bool or array.ndim != 1):
             raise TypeError(f"forced: item {i}: expected booleans, one per paragraph (or None), got {array.dtype} "
                             f"of shape {array.shape}")
-        masks.append(array)
     return masks
 
 

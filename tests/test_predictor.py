@@ -50,7 +50,7 @@ def test_a_single_article_where_a_list_belongs_is_refused(predictor):
             call("Hello")
         with pytest.raises(TypeError, match="got a single dict"):
             call({"text": "Hello"})
-    with pytest.raises(ValueError, match="ids: 1 ids for 2 articles"):
+    with pytest.raises(ValueError, match="ids: 1 values for 2 articles"):
         predictor.predict_batch_safe(["a", "b"], ids=["x"])
     assert [r.id for r in predictor.predict_batch_safe(["a", {"id": "own", "text": "b"}], ids=["x", "y"])] == ["x", "own"]
 
@@ -262,7 +262,7 @@ def test_forced_masks_are_checked_for_the_whole_call(predictor):
         ([np.ones(3), None], TypeError, "forced: item 0: expected booleans"),
         ([True, None], TypeError, "forced: item 0: expected booleans, one per paragraph"),
         ("ab", TypeError, "forced: expected a list of boolean masks"),
-        ([None], ValueError, "forced: 1 masks for 2 articles"),
+        ([None], ValueError, "forced: 1 values for 2 articles"),
     ]:
         with pytest.raises(error, match=message):
             predictor.predict_batch_safe(articles, forced=forced)
