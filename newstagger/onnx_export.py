@@ -99,6 +99,13 @@ The int8 encoder (chosen by measurement, bench/bench_predict.py and ../shared/no
     The fp32 encoder already runs at one core's peak (about 5,000 tokens/s a core, 21 MFLOP a token: about
     107 GFLOP/s), about 220 paragraphs/s on real_dev at micro-batch 8 (196 at 32): no runtime setting brings
     the unquantized graph to 300 on two cores.
+  * Looked at 2026-12-02 (later), not built: fp16 weights (the Xeon has AVX512-FP16): ONNX Runtime 1.32's
+    fp16 MatMul ran a [2048, 384] x [384, 1536] product at 117 GFLOP/s on one core against 125 for fp32, so
+    no gain. A cascade (the int8 encoder first, the fp32 one again for each article with a topic score in
+    [0.15, 0.85], where the sigmoid is steep enough for int8's logit error to move a score by 0.02): on
+    real_dev with runs/default, 31 of 120 articles, 28% of the paragraphs, would be encoded twice, and the
+    largest change outside the band is 0.015; at the measured speeds (int8 about 350, fp32 about 220
+    paragraphs/s) that is about 240 paragraphs/s, under 300, and 23% of paragraphs at [0.2, 0.8] about 265.
 """
 
 from __future__ import annotations
