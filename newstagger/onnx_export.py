@@ -105,7 +105,7 @@ The int8 encoder (chosen by measurement, bench/bench_predict.py and ../shared/no
     [0.15, 0.85], where the sigmoid is steep enough for int8's logit error to move a score by 0.02): on
     real_dev with runs/default, 31 of 120 articles, 28% of the paragraphs, would be encoded twice, and the
     largest change outside the band is 0.015; at the measured speeds (int8 about 350, fp32 about 220
-    paragraphs/s) that is about 240 paragraphs/s, under 300, and 23% of paragraphs at [0.2, 0.8] about 265.
+    paragraphs/s) that is about 240 paragraphs/s, under 300 (21% of paragraphs with a band of [0.2, 0.8]: about 265).
 """
 
 from __future__ import annotations
