@@ -54,7 +54,8 @@ DEFAULT_CHUNK_SIZE = 128  # articles per Predictor call: their paragraphs are so
 SITE_REPEAT_MIN = 3  # articles of one source a paragraph must recur in for --site-repeat to push it
 DEVICES = ("cpu", "cuda", "auto")
 # Output names the local engine refuses: they promise a format or a compression its plain JSONL lines are not
-OTHER_FORMATS = (".parquet", ".csv", ".arrow", ".gz", ".bz2", ".xz", ".zst", ".zip")
+OTHER_FORMATS = (".parquet", ".csv", ".arrow", ".gz", ".bz2", ".xz", ".zst", ".zstd", ".lz4", ".br", ".zip", ".tar",
+                 ".tgz", ".7z")
 
 
 @dataclass

@@ -436,6 +436,7 @@ def _pretty_hint(opening: str, name: str | None = None) -> str:
     if name is None:
         command = f"{program} < INPUT > OUTPUT.jsonl"
     else:
+        name = f"./{name}" if name.startswith("-") else name  # not an option to jq or gunzip
         stem = re.sub(r"(\.jsonl|\.ndjson|\.json)?(\.gz)?$", "", name, flags=re.IGNORECASE)
         read = f"gunzip -c {shlex.quote(name)} | {program}" if name.lower().endswith(".gz") else \
             f"{program} {shlex.quote(name)}"

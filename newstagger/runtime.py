@@ -22,6 +22,7 @@ torch's global thread count is set only when threads are asked for.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -209,8 +210,9 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
     for what, value in (("batch_size", micro_batch), ("num_threads", threads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
             raise ValueError(f"{what} must be a whole number of at least 1, not {value!r}")
+    micro_batch, threads = (None if v is None else int(v) for v in (micro_batch, threads))  # numpy integers too
     if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise ValueError(f"device must be cpu, cuda or cuda:N, not {device!r}")
     micro_batch = micro_batch or DEFAULT_MICRO_BATCH[name]

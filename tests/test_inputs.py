@@ -345,6 +345,13 @@ def test_a_broken_first_jsonl_line_is_one_error_not_a_pretty_printed_file(tmp_pa
         check_inputs([str(objects)])
 
 
+def test_the_jq_hint_does_not_pass_a_file_name_as_an_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-n.json").write_text(json.dumps([{"id": "a", "text": "x"}], indent=2))
+    with pytest.raises(InputError, match=r"jq -c '\.\[\]' \./-n\.json > \./-n\.lines\.jsonl$"):
+        check_inputs(["-n.json"])
+
+
 def test_a_first_record_longer_than_what_the_check_peeks_at_is_read(tmp_path):
     """A valid JSONL file of one 70 KB record was refused as 'pretty-printed JSON' (the check read the
     first 64 KiB of its line); found by a batch user's trial."""

@@ -252,6 +252,12 @@ def test_ids_of_every_article_form_are_strings_and_given_ids_apply_to_articles(p
     assert [r.id for r in predictor.predict_batch_safe([text, text], ids=np.array([1, 2]))] == ["1", "2"]
 
 
+def test_numpy_integers_are_whole_numbers_for_every_knob(tiny_model_dir):
+    tagger = Predictor.from_pretrained(tiny_model_dir, backend="int8", batch_size=np.int64(8),
+                                       num_threads=np.int64(1), evidence_per_topic=np.int64(2))
+    assert tagger.predict("Ministers met.\n\nThey agreed.").paragraph_scores
+
+
 def test_forced_masks_are_checked_for_the_whole_call(predictor):
     """predict_batch_safe's ``forced`` (--site-repeat's lines): one bool array per article, one value per
     paragraph; anything else is the caller's mistake, not an article's (a hostile trial)."""
