@@ -695,11 +695,17 @@ class OutputLock:
         real = output.resolve() if usable else None
         self.output = output
         self.path = real.with_name(f".{real.name}.lock") if usable and fcntl is not None else None
+        self.folder = folder
         self.fd = None
 
     def __enter__(self) -> "OutputLock":
         if self.path is None:
             return self
+        if self.folder:  # Ray writes a new output folder with its parents: its lock goes where it will be
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InputError(f"{self.output}: cannot create its folder ({e.strerror or e})") from None
         for _ in range(10):
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -241,6 +241,11 @@ def test_an_output_folder_another_run_writes_is_refused(tiny_model_dir, corpus, 
         assert main(["--model", str(tiny_model_dir), str(folder), "--output", str(output)]) == 2
     assert "tags: another newstagger run is writing it" in capsys.readouterr().err
     assert not output.exists()
+    from newstagger.batch import OutputLock
+
+    nested = tmp_path / "new" / "deeper" / "tags"  # a new output folder's parents are made, as Ray makes them
+    with OutputLock(nested, folder=True) as lock:
+        assert lock.fd is not None and (tmp_path / "new" / "deeper" / ".tags.lock").exists()
 
 
 def test_output_folder_with_other_files_is_refused(tiny_model_dir, corpus, tmp_path, capsys):
