@@ -280,10 +280,17 @@ def _raise_terminated(signum, frame):
 
 
 def run_tag(args) -> int:
-    from .batch import TagOptions, tag
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return _run_tag(args)
+    before = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run_tag(args)
+    finally:  # main() may be called in-process (tests, a notebook): leave SIGTERM as it was
+        signal.signal(signal.SIGTERM, before)
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+
+def _run_tag(args) -> int:
+    from .batch import TagOptions, tag
 
     if args.quiet:  # no bar at all, transformers' "Loading weights" included (this process only runs the CLI)
         try:

@@ -292,3 +292,14 @@ def test_sigterm_stops_tag_cleanly_and_resume_finishes(onnx_dir, tmp_path):
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == \
         [json.loads(line)["id"] for line in lines]
+
+
+def test_tag_in_process_leaves_sigterm_as_it_was(onnx_dir, tmp_path):
+    import signal
+
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text(json.dumps(GOOD) + "\n")
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["tag", "--model", str(onnx_dir), str(corpus), "-o", str(tmp_path / "o.jsonl"),
+                     "--backend", "onnx", "-q"]) == cli.EXIT_OK
+    assert signal.getsignal(signal.SIGTERM) is before
