@@ -755,15 +755,14 @@ def _tag_local(options: TagOptions, inputs: list[str], output: Path | None) -> R
     written = None
     items = None
     ids = _Ids(summary)
-    exists = output is not None and output.exists()
-    signature = (local_signature(options, inputs, {_identity(output.stat())} if exists else ())
-                 if output is not None else None)
+    own = {_identity(output.stat())} if output is not None and output.exists() else set()  # left out of folders
+    signature = local_signature(options, inputs, own) if output is not None else None
     note = None
-    if output is not None and options.resume and exists:
+    if options.resume and own:
         written = scan_output(output)
         if output.is_file():
             note = check_run_record(output, signature)
-        items = articles({_identity(output.stat())})
+        items = articles(own)
         _skip_written(items, written, output, ids)
     predictor = load_predictor(options.model, backend=options.backend, batch_size=options.batch_size,
                                num_threads=options.num_threads, limits=options.limits, device=options.device)

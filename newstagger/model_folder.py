@@ -120,8 +120,9 @@ def read_model_folder(folder: str | Path, check_tokenizer: bool = True) -> Folde
     penalty = config.get("boilerplate_transition_penalty", 0.0)
     if not is_penalty(penalty):
         raise ModelFolderError(f"{path}: boilerplate_transition_penalty: {penalty!r} is not a finite number >= 0")
-    if pairing_problem(bp, penalty):
-        raise ModelFolderError(f"{path}: boilerplate_threshold: {pairing_problem(bp, penalty)}")
+    problem = pairing_problem(bp, penalty)
+    if problem:
+        raise ModelFolderError(f"{path}: boilerplate_threshold: {problem}")
     encoder = config.get("encoder")
     if not isinstance(encoder, dict):
         raise ModelFolderError(f"{path}: encoder: expected the encoder's config (an object)")

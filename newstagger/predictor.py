@@ -16,7 +16,6 @@ transformers). Every backend gives an article the same result whatever other art
 
 from __future__ import annotations
 
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from .inputs import Article, ArticleError, Limits, as_article, record_id, split_
 from .model_folder import is_unit_number, read_model_folder, weights_digest
 from .hub import resolve_model
 from .packing import ParagraphTokenizer, pool_segments
-from .runtime import BACKENDS, DEFAULT_MICRO_BATCH, Backend, load_backend, torch_backend
+from .runtime import BACKENDS, DEFAULT_MICRO_BATCH, Backend, check_whole_numbers, load_backend, torch_backend
 
 
 @dataclass
@@ -146,9 +145,7 @@ class Predictor:
     def __init__(self, model, tokenizer, batch_size: int = 32, limits: Limits | None = None,
                  paragraphs_per_pass: int = 4096, evidence_per_topic: int = 3, device: str = "cpu",
                  backend: Backend | None = None, config=None, paragraph_vectors=None):
-        for name, value in (("paragraphs_per_pass", paragraphs_per_pass), ("evidence_per_topic", evidence_per_topic)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        check_whole_numbers(paragraphs_per_pass=paragraphs_per_pass, evidence_per_topic=evidence_per_topic)
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits: expected a newstagger.inputs.Limits, got {type(limits).__name__} "
                             "(Limits(max_paragraphs=..., ...))")
@@ -324,8 +321,8 @@ class Predictor:
             bp_logits, _, _ = self.engine.heads(vectors, segment_mask, present)
             bp = _sigmoid(bp_logits)
             known = np.zeros_like(present)
-            for row, i in enumerate(group):
-                if forced is not None and forced[i] is not None:
+            for row, i in enumerate(group if forced is not None else ()):
+                if forced[i] is not None:
                     known[row, :len(articles[i].paragraphs)] = forced[i]
             flags = np.stack([self.decode(bp[row], present[row], known[row]) for row in range(len(group))])
             _, topic_logits, evidence = self.engine.heads(vectors, segment_mask, present & ~flags)

@@ -46,6 +46,14 @@ class Backend:
     model: object | None = None  # the NewsTaggerModel, for backends that hold one
 
 
+def check_whole_numbers(**values) -> None:
+    """Raise ValueError naming the first of ``values`` that is not None and not a whole number >= 1 (a bool
+    is not; a numpy integer is): the runtime knobs of load_backend and the Predictor."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -209,9 +217,7 @@ def load_backend(folder: Path, name: str, digest: str, *, micro_batch: int | Non
     ValueError for an unknown backend, a micro-batch or thread count under 1, or a device not here."""
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
-    for what, value in (("batch_size", micro_batch), ("num_threads", threads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
-            raise ValueError(f"{what} must be a whole number of at least 1, not {value!r}")
+    check_whole_numbers(batch_size=micro_batch, num_threads=threads)
     micro_batch, threads = (None if v is None else int(v) for v in (micro_batch, threads))  # numpy integers too
     if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise ValueError(f"device must be cpu, cuda or cuda:N, not {device!r}")
